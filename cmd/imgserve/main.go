@@ -1,0 +1,176 @@
+// Command imgserve serves image models (background removal, inpainting,
+// captioning, CLIP embeddings) over HTTP on ONNX Runtime.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/models/catalog"
+	"github.com/imgserve/imgserve/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `imgserve: an inference server for image AI on ONNX Runtime.
+
+Usage:
+  imgserve [flags]
+
+It serves the models named in its configuration (embedded defaults, or
+--config) from --models-dir. Fetch the runtime and models first with
+scripts/fetch-models.sh. A model whose file is missing is reported as
+unavailable, with the command that fetches it; the server still starts.
+
+Endpoints: KServe v2 under /v2, the task API under /v1, rembg's /api/remove,
+GET /v1/models and GET /metrics. See README.md.
+
+Flags:
+`
+
+type options struct {
+	addr           string
+	modelsDir      string
+	ortLib         string
+	config         string
+	device         string
+	maxBodySize    int
+	requestTimeout time.Duration
+	drainTimeout   time.Duration
+	logFormat      string
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stderr))
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	home := paths.Home()
+	var o options
+	fs := flag.NewFlagSet("imgserve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&o.modelsDir, "models-dir", paths.Models(home), "folder of model files ($IMGSERVE_HOME/models)")
+	fs.StringVar(&o.ortLib, "ort-lib", paths.ORTLib(home), "ONNX Runtime shared library ($IMGSERVE_HOME/lib/libonnxruntime.so.1)")
+	fs.StringVar(&o.config, "config", "", "model configuration YAML (default: the embedded one, see models/defaults.yaml)")
+	fs.StringVar(&o.device, "device", "cpu", "where models run: cpu, cuda or cuda:N")
+	fs.IntVar(&o.maxBodySize, "max-body-size", server.DefaultMaxBodySize, "largest request body in bytes (413 above)")
+	fs.DurationVar(&o.requestTimeout, "request-timeout", time.Minute, "deadline for one request (504 after)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish")
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, nil
+}
+
+func run(args []string, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "imgserve:", err)
+		return 2
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if o.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, nil)
+	}
+	log := slog.New(handler)
+	if err := serve(o, log); err != nil {
+		log.Error("imgserve stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(o options, log *slog.Logger) error {
+	device, err := inference.ParseDevice(o.device)
+	if err != nil {
+		return err
+	}
+	cfg, err := models.LoadConfig(o.config)
+	if err != nil {
+		return err
+	}
+	rt, err := inference.NewRuntime(o.ortLib, device)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	var metrics *server.Metrics
+	reg := models.NewRegistry(cfg, models.Options{
+		ModelsDir:    o.modelsDir,
+		Runtime:      rt,
+		Observer:     func(model string) inference.Observer { return metrics.Observer(model) },
+		Logger:       log,
+		FetchCommand: catalog.FetchCommand,
+	})
+	metrics = server.NewMetrics(reg)
+	srv := server.New(server.Options{
+		Registry:       reg,
+		Metrics:        metrics,
+		Logger:         log,
+		MaxBodySize:    o.maxBodySize,
+		RequestTimeout: o.requestTimeout,
+		Version:        version,
+	})
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", device.String(),
+		"onnxruntime", rt.Version(), "models_dir", o.modelsDir)
+
+	// Models load after the listener is up, so liveness answers at once and
+	// readiness turns 200 when every present model has loaded and warmed up.
+	loaded := make(chan struct{})
+	go func() {
+		reg.Load()
+		close(loaded)
+		log.Info("imgserve ready")
+	}()
+
+	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	select {
+	case err := <-served:
+		return err
+	case <-stop.Done():
+	}
+	log.Info("draining", "timeout", o.drainTimeout.String())
+	ctx, done := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer done()
+	err = srv.Shutdown(ctx)
+	<-loaded
+	reg.Close()
+	if err != nil {
+		return err
+	}
+	log.Info("imgserve stopped cleanly")
+	return nil
+}

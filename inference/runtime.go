@@ -1,0 +1,160 @@
+// Package inference owns ONNX Runtime: the environment, execution providers,
+// sessions and the batching scheduler. It knows tensors, never images.
+package inference
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Device says where sessions run.
+type Device struct {
+	CUDA bool
+	ID   int // CUDA device ordinal
+}
+
+func (d Device) String() string {
+	if d.CUDA {
+		return "cuda:" + strconv.Itoa(d.ID)
+	}
+	return "cpu"
+}
+
+// ParseDevice reads "cpu", "cuda" or "cuda:N".
+func ParseDevice(s string) (Device, error) {
+	switch {
+	case s == "cpu" || s == "":
+		return Device{}, nil
+	case s == "cuda":
+		return Device{CUDA: true}, nil
+	case strings.HasPrefix(s, "cuda:"):
+		id, err := strconv.Atoi(s[len("cuda:"):])
+		if err != nil || id < 0 {
+			return Device{}, fmt.Errorf("bad device %q: want cpu, cuda or cuda:N", s)
+		}
+		return Device{CUDA: true, ID: id}, nil
+	}
+	return Device{}, fmt.Errorf("bad device %q: want cpu, cuda or cuda:N", s)
+}
+
+// Runtime is the process-wide ONNX Runtime environment. ONNX Runtime allows
+// one environment per process, so there is one Runtime too.
+type Runtime struct {
+	device Device
+}
+
+var (
+	runtimeMu     sync.Mutex
+	runtimeActive bool
+)
+
+// ErrCUDAUnavailable means the CUDA execution provider could not be loaded.
+var ErrCUDAUnavailable = errors.New("CUDA execution provider unavailable")
+
+// NewRuntime loads the ONNX Runtime shared library, turns telemetry off and,
+// for a CUDA device, checks at once that the CUDA provider loads, so a
+// misconfigured GPU host fails at start-up rather than on the first request.
+func NewRuntime(libPath string, device Device) (*Runtime, error) {
+	runtimeMu.Lock()
+	defer runtimeMu.Unlock()
+	if runtimeActive {
+		return nil, errors.New("ONNX Runtime is already initialised in this process")
+	}
+	if _, err := os.Stat(libPath); err != nil {
+		return nil, fmt.Errorf("ONNX Runtime library %s: %w (run scripts/fetch-models.sh onnxruntime, or pass --ort-lib)", libPath, err)
+	}
+	ort.SetSharedLibraryPath(libPath)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return nil, fmt.Errorf("initialising ONNX Runtime from %s: %w", libPath, err)
+	}
+	// Privacy: the server must make no outbound connections and report nothing
+	// about its inputs; telemetry is a no-op on Linux builds, but we say so.
+	if err := ort.DisableTelemetry(); err != nil {
+		ort.DestroyEnvironment()
+		return nil, fmt.Errorf("disabling ONNX Runtime telemetry: %w", err)
+	}
+	r := &Runtime{device: device}
+	if device.CUDA {
+		opts, err := r.sessionOptions(SessionOptions{IntraOpThreads: 1})
+		if err != nil {
+			ort.DestroyEnvironment()
+			return nil, err
+		}
+		opts.Destroy()
+	}
+	runtimeActive = true
+	return r, nil
+}
+
+// Device reports where this runtime's sessions run.
+func (r *Runtime) Device() Device { return r.device }
+
+// Version is the loaded ONNX Runtime library's version.
+func (r *Runtime) Version() string { return ort.GetVersion() }
+
+// Close releases the environment. Sessions must be closed first.
+func (r *Runtime) Close() error {
+	runtimeMu.Lock()
+	defer runtimeMu.Unlock()
+	runtimeActive = false
+	return ort.DestroyEnvironment()
+}
+
+// SessionOptions tunes one session.
+type SessionOptions struct {
+	// IntraOpThreads bounds the threads one Run uses. Set it deliberately:
+	// with several batches in flight, the sum over instances should not
+	// exceed the cores, or the runs fight over them.
+	IntraOpThreads int
+	// Spin lets idle ONNX Runtime threads busy-wait for work. It lowers
+	// latency on an idle machine but burns cores that concurrent runs need.
+	Spin bool
+}
+
+func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*ort.SessionOptions, error) {
+		opts.Destroy()
+		return nil, err
+	}
+	threads := so.IntraOpThreads
+	if threads <= 0 {
+		threads = 1
+	}
+	if err := opts.SetIntraOpNumThreads(threads); err != nil {
+		return fail(err)
+	}
+	if err := opts.SetInterOpNumThreads(1); err != nil {
+		return fail(err)
+	}
+	spin := "0"
+	if so.Spin {
+		spin = "1"
+	}
+	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
+		return fail(err)
+	}
+	if r.device.CUDA {
+		cuda, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return fail(fmt.Errorf("%w: %v", ErrCUDAUnavailable, err))
+		}
+		defer cuda.Destroy()
+		if err := cuda.Update(map[string]string{"device_id": strconv.Itoa(r.device.ID)}); err != nil {
+			return fail(fmt.Errorf("%w: %v", ErrCUDAUnavailable, err))
+		}
+		if err := opts.AppendExecutionProviderCUDA(cuda); err != nil {
+			return fail(fmt.Errorf("%w on %v: %v; use the GPU build of ONNX Runtime 1.24 (onnxruntime-linux-x64-gpu) with CUDA 12 and cuDNN 9, and pass its libonnxruntime.so via --ort-lib", ErrCUDAUnavailable, r.device, err))
+		}
+	}
+	return opts, nil
+}

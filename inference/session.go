@@ -1,0 +1,215 @@
+package inference
+
+import (
+	"errors"
+	"fmt"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// TensorInfo describes one model input or output. Dynamic dimensions are -1.
+type TensorInfo struct {
+	Name  string
+	DType DType
+	Shape []int64
+}
+
+// Session is one loaded model. It is safe for concurrent Run calls, which is
+// what lets several batches of one model be in flight at once.
+type Session struct {
+	sess    *ort.DynamicAdvancedSession
+	inputs  []TensorInfo
+	outputs []TensorInfo
+}
+
+// NewSession loads a model from its serialised bytes.
+func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) {
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
+	if err != nil {
+		return nil, fmt.Errorf("reading model signature: %w", err)
+	}
+	inputs, err := tensorInfos(ins)
+	if err != nil {
+		return nil, err
+	}
+	outputs, err := tensorInfos(outs)
+	if err != nil {
+		return nil, err
+	}
+	opts, err := r.sessionOptions(so)
+	if err != nil {
+		return nil, err
+	}
+	defer opts.Destroy()
+	sess, err := ort.NewDynamicAdvancedSessionWithONNXData(model, names(inputs), names(outputs), opts)
+	if err != nil {
+		return nil, fmt.Errorf("creating session: %w", err)
+	}
+	return &Session{sess: sess, inputs: inputs, outputs: outputs}, nil
+}
+
+func tensorInfos(infos []ort.InputOutputInfo) ([]TensorInfo, error) {
+	out := make([]TensorInfo, len(infos))
+	for i, info := range infos {
+		if info.OrtValueType != ort.ONNXTypeTensor {
+			return nil, fmt.Errorf("%s: only tensor inputs and outputs are supported, got %v", info.Name, info.OrtValueType)
+		}
+		dt := DType(info.DataType)
+		if dt.Size() == 0 {
+			return nil, fmt.Errorf("%s: unsupported element type %v", info.Name, info.DataType)
+		}
+		out[i] = TensorInfo{Name: info.Name, DType: dt, Shape: append([]int64(nil), info.Dimensions...)}
+	}
+	return out, nil
+}
+
+func names(infos []TensorInfo) []string {
+	n := make([]string, len(infos))
+	for i, info := range infos {
+		n[i] = info.Name
+	}
+	return n
+}
+
+// Inputs lists the model's inputs in the order Run expects them.
+func (s *Session) Inputs() []TensorInfo { return s.inputs }
+
+// Outputs lists the model's outputs in the order Run returns them.
+func (s *Session) Outputs() []TensorInfo { return s.outputs }
+
+// Run executes the model once. Inputs are passed to ONNX Runtime without a
+// copy; outputs are Go memory that outlives the call.
+func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
+	if len(inputs) != len(s.inputs) {
+		return nil, fmt.Errorf("model takes %d inputs, got %d", len(s.inputs), len(inputs))
+	}
+	in := make([]ort.Value, len(inputs))
+	defer func() {
+		for _, v := range in {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	for i, t := range inputs {
+		if t.DType != s.inputs[i].DType {
+			return nil, fmt.Errorf("input %s wants %v, got %v", s.inputs[i].Name, s.inputs[i].DType, t.DType)
+		}
+		if err := t.Validate(); err != nil {
+			return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
+		}
+		data := t.Data
+		if len(data) == 0 {
+			// ONNX Runtime accepts an empty tensor (a KV cache of length 0,
+			// say) only over a non-nil buffer.
+			data = []byte{0}
+		}
+		v, err := ort.NewCustomDataTensor(ort.NewShape(t.Shape...), data, ort.TensorElementDataType(t.DType))
+		if err != nil {
+			return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
+		}
+		in[i] = v
+	}
+	out := make([]ort.Value, len(s.outputs))
+	defer func() {
+		for _, v := range out {
+			if v != nil {
+				v.Destroy()
+			}
+		}
+	}()
+	if err := s.preallocate(out, inputs); err != nil {
+		return nil, err
+	}
+	if err := s.sess.Run(in, out); err != nil {
+		return nil, err
+	}
+	result := make([]Tensor, len(out))
+	for i, v := range out {
+		t, err := fromValue(v)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", s.outputs[i].Name, err)
+		}
+		result[i] = t
+	}
+	return result, nil
+}
+
+// preallocate gives ONNX Runtime Go buffers for every output whose shape is
+// known before the run: fully static shapes, and a dynamic leading batch
+// dimension when every input agrees on it. That saves a copy, and it is the
+// only way to get FP16 and BF16 outputs: onnxruntime_go copies one byte per
+// element when it converts an auto-allocated value of those types.
+func (s *Session) preallocate(out []ort.Value, inputs []Tensor) error {
+	batch := int64(-1)
+	for i, t := range inputs {
+		if len(t.Shape) == 0 || len(s.inputs[i].Shape) == 0 || s.inputs[i].Shape[0] != -1 {
+			batch = -1
+			break
+		}
+		if i > 0 && t.Shape[0] != batch {
+			batch = -1
+			break
+		}
+		batch = t.Shape[0]
+	}
+	for i, info := range s.outputs {
+		shape := append([]int64(nil), info.Shape...)
+		if len(shape) > 0 && shape[0] == -1 && batch >= 0 {
+			shape[0] = batch
+		}
+		known := true
+		for _, d := range shape {
+			known = known && d >= 0
+		}
+		if !known || elements(shape) == 0 {
+			continue
+		}
+		buf := make([]byte, elements(shape)*int64(info.DType.Size()))
+		v, err := ort.NewCustomDataTensor(ort.NewShape(shape...), buf, ort.TensorElementDataType(info.DType))
+		if err != nil {
+			return fmt.Errorf("output %s: %w", info.Name, err)
+		}
+		out[i] = v
+	}
+	return nil
+}
+
+// fromValue takes the Go-owned data out of an output value. onnxruntime_go
+// has already copied ONNX Runtime's buffer into Go memory, so the bytes stay
+// valid after the value is destroyed.
+func fromValue(v ort.Value) (Tensor, error) {
+	shape := []int64(v.GetShape().Clone())
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[float64]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[int8]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[uint8]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[int16]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[uint16]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[int32]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[uint32]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[int64]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[uint64]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.Tensor[bool]:
+		return NewTensor(shape, t.GetData()), nil
+	case *ort.CustomDataTensor:
+		return Tensor{DType: DType(t.DataType()), Shape: shape, Data: t.GetData()}, nil
+	}
+	return Tensor{}, errors.New("unsupported output value type")
+}
+
+// Close releases the session.
+func (s *Session) Close() error {
+	return s.sess.Destroy()
+}

@@ -1,0 +1,730 @@
+#!/usr/bin/python3
+"""Generate the small synthetic ONNX models used by imgserve's Go tests.
+
+Run with Debian's python (it has onnx 1.12 and numpy):
+
+    /usr/bin/python3 internal/testmodels/gen.py          # (re)write the *.onnx files
+    /usr/bin/python3 internal/testmodels/gen.py --check  # verify committed files are up to date
+
+The output is deterministic (fixed seeds, no timestamps): running the script
+twice produces byte-identical files. Every model is validated with
+onnx.checker (full check), onnx shape inference (declared output types must
+match the inferred ones), and executed with a small numpy interpreter of the
+ops used here; the results are compared against independent numpy reference
+implementations of the documented semantics (see README.md). The Go test
+(testmodels_test.go) runs the same models with the real ONNX Runtime.
+"""
+
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8
+PRODUCER = "imgserve-testmodels-gen"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+F32 = TensorProto.FLOAT
+F16 = TensorProto.FLOAT16
+I64 = TensorProto.INT64
+I32 = TensorProto.INT32
+U8 = TensorProto.UINT8
+BOOL = TensorProto.BOOL
+
+# Caption decoder constants (documented in README.md).
+VOCAB = 50257
+EOS = 50256
+TOKEN_BASE = 256
+TOKEN_RANGE = 2000
+IMG_MOD = 97
+TOP_LOGIT = 10.0
+SECOND_LOGIT = 5.0
+LAYER_OFFSET = 100000.0
+
+
+# --------------------------------------------------------------------------
+# Graph building helpers
+# --------------------------------------------------------------------------
+
+
+class Graph:
+    """Accumulates nodes/initializers with deterministic auto-generated names."""
+
+    def __init__(self, name):
+        self.name = name
+        self.nodes = []
+        self.inits = []
+        self.inputs = []
+        self.outputs = []
+        self._n = 0
+
+    def _fresh(self, hint):
+        self._n += 1
+        return "%s_%d" % (hint, self._n)
+
+    def input(self, name, elem, shape):
+        self.inputs.append(helper.make_tensor_value_info(name, elem, shape))
+        return name
+
+    def output(self, name, elem, shape):
+        self.outputs.append(helper.make_tensor_value_info(name, elem, shape))
+        return name
+
+    def const(self, value, dtype, hint="c"):
+        arr = np.asarray(value, dtype=dtype)
+        name = self._fresh(hint)
+        self.inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def f32(self, value, hint="c"):
+        return self.const(value, np.float32, hint)
+
+    def i64(self, value, hint="c"):
+        return self.const(value, np.int64, hint)
+
+    def op(self, op_type, inputs, out=None, n_out=1, **attrs):
+        if out is None:
+            outs = [self._fresh(op_type.lower()) for _ in range(n_out)]
+        elif isinstance(out, str):
+            outs = [out]
+        else:
+            outs = list(out)
+        self.nodes.append(
+            helper.make_node(op_type, list(inputs), outs, name=self._fresh("n_" + op_type), **attrs)
+        )
+        return outs[0] if len(outs) == 1 else outs
+
+    def model(self, doc):
+        graph = helper.make_graph(self.nodes, self.name, self.inputs, self.outputs, self.inits)
+        m = helper.make_model(
+            graph,
+            producer_name=PRODUCER,
+            producer_version="1",
+            opset_imports=[helper.make_opsetid("", OPSET)],
+        )
+        m.ir_version = IR_VERSION
+        m.doc_string = doc
+        return m
+
+
+# --------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------
+
+
+def build_affine(name, batch, slow=False):
+    g = Graph(name.replace(".onnx", ""))
+    x = g.input("x", F32, [batch, 4])
+    y0 = g.op("Add", [g.op("Mul", [x, g.f32(2.0)]), g.f32(1.0)])
+    s0 = g.op("ReduceSum", [x, g.i64([1])], keepdims=1)
+    if slow:
+        # Burn a few ms per row: x -> [B,128] -> [B,512,128], then SLOW_STEPS
+        # x (MatMul with ONE shared 128x128 weight + Tanh). The result is
+        # multiplied by 0 and added to the outputs, so they stay exactly
+        # x*2+1 and ReduceSum(x) (tanh keeps everything finite, 0*finite = 0).
+        rng = np.random.RandomState(5)
+        w = (rng.standard_normal((128, 128)) / np.sqrt(128.0)).astype(np.float32)
+        wn = g.f32(w, "w")
+        h = g.op("Tile", [x, g.i64([1, 32])])  # [B,128]
+        h = g.op("Unsqueeze", [h, g.i64([1])])  # [B,1,128]
+        h = g.op("Tile", [h, g.i64([1, 512, 1])])  # [B,512,128]
+        for _ in range(SLOW_STEPS):
+            h = g.op("Tanh", [g.op("MatMul", [h, wn])])
+        r = g.op("ReduceSum", [h, g.i64([1, 2])], keepdims=0)  # [B]
+        z = g.op("Mul", [g.op("Unsqueeze", [r, g.i64([1])]), g.f32(0.0)])  # [B,1]
+        g.op("Add", [y0, z], out="y")
+        g.op("Add", [s0, z], out="sum")
+    else:
+        g.op("Identity", [y0], out="y")
+        g.op("Identity", [s0], out="sum")
+    g.output("y", F32, [batch, 4])
+    g.output("sum", F32, [batch, 1])
+    doc = "y = x*2+1; sum = ReduceSum(x, axis=1, keepdims)"
+    if slow:
+        doc += "; plus %d dead [512,128]x[128,128] MatMul+Tanh steps per row" % SLOW_STEPS
+    return g.model(doc)
+
+
+SLOW_STEPS = 32
+
+
+def build_affine_dyn():
+    # Dynamic width as well as batch, so the scheduler's same-shape buckets
+    # can be tested: rows of different widths must never share a batch.
+    g = Graph("affine_dyn")
+    x = g.input("x", F32, ["batch", "width"])
+    g.op("Add", [g.op("Mul", [x, g.f32(2.0)]), g.f32(1.0)], out="y")
+    g.output("y", F32, ["batch", "width"])
+    return g.model("y = x*2+1 over [batch, width]")
+
+
+def build_dtypes():
+    g = Graph("dtypes")
+    b = ["batch", 3]
+    g.input("f32", F32, b)
+    g.input("f16", F16, b)
+    g.input("i64", I64, b)
+    g.input("i32", I32, b)
+    g.input("u8", U8, b)
+    g.input("b", BOOL, b)
+    g.op("Add", ["f32", g.f32(1.0)], out="f32_out")
+    g.op("Mul", ["f16", g.const(2.0, np.float16)], out="f16_out")
+    g.op("Add", ["i64", g.i64(7)], out="i64_out")
+    g.op("Sub", ["i32", g.const(3, np.int32)], out="i32_out")
+    g.op("Add", ["u8", g.const(1, np.uint8)], out="u8_out")
+    g.op("Not", ["b"], out="b_out")
+    g.output("f32_out", F32, b)
+    g.output("f16_out", F16, b)
+    g.output("i64_out", I64, b)
+    g.output("i32_out", I32, b)
+    g.output("u8_out", U8, b)
+    g.output("b_out", BOOL, b)
+    return g.model("f32+1, f16*2, i64+7, i32-3, u8+1 (wraps), Not(b)")
+
+
+def build_fixed1_reshape():
+    g = Graph("fixed1_reshape")
+    x = g.input("x", F32, [1, 4])
+    r = g.op("Reshape", [x, g.i64([1, 2, 2], "shape_1x2x2")])
+    t = g.op("Transpose", [r], perm=[0, 2, 1])
+    a = g.op("Add", [t, g.f32(1.0)])
+    g.op("Reshape", [a, g.i64([1, 4], "shape_1x4")], out="y")
+    g.output("y", F32, [1, 4])
+    return g.model("y = [x0, x2, x1, x3] + 1 via constant Reshapes [1,2,2] / [1,4]")
+
+
+def build_lama(name, batch, scale255):
+    g = Graph(name.replace(".onnx", ""))
+    image = g.input("image", F32, [batch, 3, 512, 512])
+    mask = g.input("mask", F32, [batch, 1, 512, 512])
+    one = g.f32(1.0)
+    keep = g.op("Mul", [image, g.op("Sub", [one, mask])])
+    fill = g.op("Mul", [g.op("Sub", [one, image]), mask])
+    comp = g.op("Add", [keep, fill])
+    if scale255:
+        g.op("Mul", [comp, g.f32(255.0)], out="output")
+    else:
+        g.op("Identity", [comp], out="output")
+    g.output("output", F32, [batch, 3, 512, 512])
+    scale = "255 * " if scale255 else ""
+    return g.model("output = %s(image*(1-mask) + (1-image)*mask)" % scale)
+
+
+def _pooled_grid(g, pixel_values):
+    """pixel_values [B,3,224,224] -> [B,48] (4x4 average grid, c*16+i*4+j)."""
+    pool = g.op("AveragePool", [pixel_values], kernel_shape=[56, 56], strides=[56, 56])
+    return g.op("Flatten", [pool], axis=1)
+
+
+def clip_vision_weights():
+    rng = np.random.RandomState(1)
+    w = (rng.standard_normal((52, 512)) / np.sqrt(52.0)).astype(np.float32)
+    return w
+
+
+def build_clip_vision():
+    g = Graph("clip_vision_synth")
+    pv = g.input("pixel_values", F32, ["batch", 3, 224, 224])
+    grid = _pooled_grid(g, pv)  # [B,48]
+    centered = g.op("Sub", [grid, g.op("ReduceMean", [grid], axes=[1], keepdims=1)])
+    means = g.op("ReduceMean", [pv], axes=[2, 3], keepdims=0)  # [B,3]
+    ones = g.op("Add", [g.op("Mul", [g.op("ReduceSum", [means, g.i64([1])], keepdims=1), g.f32(0.0)]), g.f32(1.0)])
+    feats = g.op("Concat", [centered, means, ones], axis=1)  # [B,52]
+    g.op("MatMul", [feats, g.f32(clip_vision_weights(), "proj")], out="image_embeds")
+    padded = g.op("Pad", [grid, g.i64([0, 0, 0, 768 - 48])])  # [B,768]
+    g.op(
+        "Expand",
+        [g.op("Unsqueeze", [padded, g.i64([1])]), g.i64([1, 50, 768])],
+        out="last_hidden_state",
+    )
+    g.output("image_embeds", F32, ["batch", 512])
+    g.output("last_hidden_state", F32, ["batch", 50, 768])
+    return g.model("image_embeds = [grid48 - mean(grid48), channel means, 1] @ W[52,512]")
+
+
+def clip_text_weights():
+    rng = np.random.RandomState(2)
+    table = rng.standard_normal((1021, 16)).astype(np.float32)
+    proj = (rng.standard_normal((16, 512)) / 4.0).astype(np.float32)
+    return table, proj
+
+
+def build_clip_text(with_mask):
+    name = "clip_text_synth" if with_mask else "clip_text_synth_noattn"
+    g = Graph(name)
+    seq = ["batch", "sequence"]
+    ids = g.input("input_ids", I64, seq)
+    if with_mask:
+        g.input("attention_mask", I64, seq)
+    table, proj = clip_text_weights()
+    idm = g.op("Mod", [ids, g.i64(1021)], fmod=0)
+    emb = g.op("Gather", [g.f32(table, "table"), idm], axis=0)  # [B,T,16]
+    hidden = g.op("MatMul", [emb, g.f32(proj, "proj")], out="last_hidden_state")  # [B,T,512]
+    if with_mask:
+        m = g.op("Unsqueeze", [g.op("Cast", ["attention_mask"], to=F32), g.i64([2])])
+        hidden = g.op("Mul", [hidden, m])
+    g.op("ReduceSum", [hidden, g.i64([1])], keepdims=0, out="text_embeds")
+    g.output("text_embeds", F32, ["batch", 512])
+    g.output("last_hidden_state", F32, ["batch", "sequence", 512])
+    return g.model("bag of tokens: text_embeds = sum_t mask[t] * (table[ids[t] mod 1021] @ proj)")
+
+
+def build_caption_encoder():
+    g = Graph("caption_encoder_synth")
+    pv = g.input("pixel_values", F32, ["batch", 3, 224, 224])
+    means = g.op("ReduceMean", [pv], axes=[2, 3], keepdims=0)  # [B,3]
+    stat = g.op("MatMul", [means, g.f32([[0.5], [0.3], [0.2]], "luma")])  # [B,1]
+    grid = _pooled_grid(g, pv)  # [B,48]
+    feats = g.op("Concat", [stat, means, grid], axis=1)  # [B,52]
+    padded = g.op("Pad", [feats, g.i64([0, 0, 0, 768 - 52])])  # [B,768]
+    g.op(
+        "Expand",
+        [g.op("Unsqueeze", [padded, g.i64([1])]), g.i64([1, 197, 768])],
+        out="last_hidden_state",
+    )
+    g.output("last_hidden_state", F32, ["batch", 197, 768])
+    return g.model("every position = [0.5m0+0.3m1+0.2m2, m0, m1, m2, grid48, 0...]")
+
+
+def build_caption_decoder(name, layers, heads, head_size):
+    g = Graph(name.replace(".onnx", ""))
+    ids = g.input("input_ids", I64, ["batch", "sequence_length"])
+    ehs = g.input("encoder_hidden_states", F32, ["batch", "encoder_sequence_length", 768])
+    past_shape = ["batch", heads, "past_sequence_length", head_size]
+    for i in range(layers):
+        g.input("past_key_values.%d.key" % i, F32, past_shape)
+        g.input("past_key_values.%d.value" % i, F32, past_shape)
+    g.input("use_cache_branch", BOOL, [1])
+
+    # P_eff = past_sequence_length if use_cache_branch else 0
+    p = g.op("Gather", [g.op("Shape", ["past_key_values.0.key"]), g.i64(2)], axis=0)  # scalar
+    peff1 = g.op("Mul", [p, g.op("Cast", ["use_cache_branch"], to=I64)])  # [1]
+    peff = g.op("Squeeze", [peff1, g.i64([0])])  # scalar
+    t = g.op("Gather", [g.op("Shape", [ids]), g.i64(1)], axis=0)  # scalar
+    pos = g.op("Range", [peff, g.op("Add", [peff, t]), g.i64(1)])  # [T]
+
+    # img = floor(1000 * ehs[:,0,0] + 0.5) mod 97, as [B,1]
+    e00 = g.op("Gather", [g.op("Gather", [ehs, g.i64(0)], axis=1), g.i64(0)], axis=1)  # [B]
+    img = g.op("Add", [g.op("Mul", [e00, g.f32(1000.0)]), g.f32(0.5)])
+    img = g.op("Cast", [g.op("Floor", [img])], to=I64)
+    img = g.op("Unsqueeze", [g.op("Mod", [img, g.i64(IMG_MOD)], fmod=0), g.i64([1])])  # [B,1]
+    length = g.op("Add", [g.op("Mod", [img, g.i64(5)], fmod=0), g.i64(3)])  # [B,1]
+
+    a = g.op("Add", [g.op("Mul", [img, g.i64(31)]), g.op("Mul", [pos, g.i64(7)])])  # [B,T]
+    a = g.op("Add", [a, ids])
+    nxt = g.op("Add", [g.op("Mod", [a, g.i64(TOKEN_RANGE)], fmod=0), g.i64(TOKEN_BASE)])
+    stop = g.op("GreaterOrEqual", [pos, length])  # [B,T]
+    top = g.op("Where", [stop, g.i64(EOS), nxt])
+    second = g.op("Where", [stop, nxt, g.op("Add", [nxt, g.i64(1)])])
+    vocab = g.op("Range", [g.i64(0), g.i64(VOCAB), g.i64(1)])  # [V]
+    l1 = g.op("Equal", [vocab, g.op("Unsqueeze", [top, g.i64([2])])])
+    l1 = g.op("Mul", [g.op("Cast", [l1], to=F32), g.f32(TOP_LOGIT)])
+    l2 = g.op("Equal", [vocab, g.op("Unsqueeze", [second, g.i64([2])])])
+    l2 = g.op("Mul", [g.op("Cast", [l2], to=F32), g.f32(SECOND_LOGIT)])
+    g.op("Add", [l1, l2], out="logits")
+    g.output("logits", F32, ["batch", "sequence_length", VOCAB])
+
+    # New cache entries: key = float(input_ids[b,t]) + 1e5*layer,
+    # value = float(pos(t)) + 1e5*layer, broadcast over heads and head_size.
+    kbase = g.op("Unsqueeze", [g.op("Cast", [ids], to=F32), g.i64([1, 3])])  # [B,1,T,1]
+    posf = g.op("Unsqueeze", [g.op("Cast", [pos], to=F32), g.i64([0, 1, 3])])  # [1,1,T,1]
+    vbase = g.op("Expand", [posf, g.op("Shape", [kbase])])  # [B,1,T,1]
+    bshape = g.i64([1, heads, 1, head_size], "head_shape")
+    present_shape = ["batch", heads, "present_sequence_length", head_size]
+    for i in range(layers):
+        off = g.f32(LAYER_OFFSET * i, "layer_off")
+        for kind, base in (("key", kbase), ("value", vbase)):
+            new = g.op("Expand", [g.op("Add", [base, off]), bshape])  # [B,H,T,D]
+            past = g.op(
+                "Slice",
+                ["past_key_values.%d.%s" % (i, kind), g.i64([0]), peff1, g.i64([2])],
+            )
+            out = "present.%d.%s" % (i, kind)
+            g.op("Concat", [past, new], axis=2, out=out)
+            g.output(out, F32, present_shape)
+    return g.model(
+        "synthetic merged GPT-2 decoder: %d layers, %d heads, head size %d; see README.md"
+        % (layers, heads, head_size)
+    )
+
+
+def all_models():
+    return [
+        ("affine_f32.onnx", build_affine("affine_f32.onnx", "batch")),
+        ("affine_dyn.onnx", build_affine_dyn()),
+        ("dtypes.onnx", build_dtypes()),
+        ("fixed1_affine.onnx", build_affine("fixed1_affine.onnx", 1)),
+        ("fixed1_reshape.onnx", build_fixed1_reshape()),
+        ("slow_affine.onnx", build_affine("slow_affine.onnx", "batch", slow=True)),
+        ("lama_synth.onnx", build_lama("lama_synth.onnx", 1, True)),
+        ("lama_synth_dyn.onnx", build_lama("lama_synth_dyn.onnx", "batch", True)),
+        ("lama_synth_unit.onnx", build_lama("lama_synth_unit.onnx", 1, False)),
+        ("clip_vision_synth.onnx", build_clip_vision()),
+        ("clip_text_synth.onnx", build_clip_text(True)),
+        ("clip_text_synth_noattn.onnx", build_clip_text(False)),
+        ("caption_encoder_synth.onnx", build_caption_encoder()),
+        ("caption_decoder_synth.onnx", build_caption_decoder("caption_decoder_synth.onnx", 12, 12, 64)),
+        (
+            "caption_decoder_synth_2layer.onnx",
+            build_caption_decoder("caption_decoder_synth_2layer.onnx", 2, 4, 16),
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------
+# Minimal numpy interpreter for the ops used above (self-check only)
+# --------------------------------------------------------------------------
+
+NP_TYPES = {F32: np.float32, F16: np.float16, I64: np.int64, I32: np.int32, U8: np.uint8, BOOL: np.bool_}
+
+
+def _attrs(node):
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _ax(v):
+    return tuple(int(a) for a in np.asarray(v).reshape(-1))
+
+
+def run_graph(model, feeds):
+    env = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    env.update(feeds)
+    for n in model.graph.node:
+        a = _attrs(n)
+        x = [env[i] for i in n.input]
+        op = n.op_type
+        if op == "Add":
+            r = x[0] + x[1]
+        elif op == "Sub":
+            r = x[0] - x[1]
+        elif op == "Mul":
+            r = x[0] * x[1]
+        elif op == "MatMul":
+            r = np.matmul(x[0], x[1])
+        elif op == "Identity":
+            r = x[0]
+        elif op == "Not":
+            r = np.logical_not(x[0])
+        elif op == "Tanh":
+            r = np.tanh(x[0])
+        elif op == "Floor":
+            r = np.floor(x[0])
+        elif op == "Equal":
+            r = x[0] == x[1]
+        elif op == "GreaterOrEqual":
+            r = x[0] >= x[1]
+        elif op == "Where":
+            r = np.where(x[0], x[1], x[2])
+        elif op == "Mod":
+            assert a.get("fmod", 0) == 0
+            r = np.mod(x[0], x[1])
+        elif op == "Cast":
+            r = x[0].astype(NP_TYPES[a["to"]])
+        elif op == "ReduceSum":
+            r = np.sum(x[0], axis=_ax(x[1]), keepdims=bool(a.get("keepdims", 1)))
+        elif op == "ReduceMean":
+            r = np.mean(x[0], axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1)))
+        elif op == "Reshape":
+            r = x[0].reshape(_ax(x[1]))
+        elif op == "Transpose":
+            r = np.transpose(x[0], a["perm"])
+        elif op == "Flatten":
+            r = x[0].reshape(x[0].shape[0], -1)
+        elif op == "Unsqueeze":
+            r = x[0]
+            for ax in sorted(_ax(x[1])):
+                r = np.expand_dims(r, ax)
+        elif op == "Squeeze":
+            r = np.squeeze(x[0], axis=_ax(x[1]))
+        elif op == "Expand":
+            shape = np.broadcast_shapes(x[0].shape, _ax(x[1]))
+            r = np.broadcast_to(x[0], shape).copy()
+        elif op == "Tile":
+            r = np.tile(x[0], _ax(x[1]))
+        elif op == "Pad":
+            p = _ax(x[1])
+            k = len(p) // 2
+            r = np.pad(x[0], [(p[i], p[i + k]) for i in range(k)])
+        elif op == "Concat":
+            r = np.concatenate(x, axis=a["axis"])
+        elif op == "Gather":
+            r = np.take(x[0], x[1], axis=a.get("axis", 0))
+        elif op == "Shape":
+            r = np.array(x[0].shape, dtype=np.int64)
+        elif op == "Range":
+            r = np.arange(x[0], x[1], x[2], dtype=x[0].dtype)
+        elif op == "Slice":
+            sl = [slice(None)] * x[0].ndim
+            for s, e, ax in zip(_ax(x[1]), _ax(x[2]), _ax(x[3])):
+                sl[ax] = slice(s, e)
+            r = x[0][tuple(sl)]
+        elif op == "AveragePool":
+            k, s = a["kernel_shape"], a["strides"]
+            assert k == s
+            b, c, h, w = x[0].shape
+            r = x[0].reshape(b, c, h // k[0], k[0], w // k[1], k[1]).mean(axis=(3, 5))
+        else:
+            raise NotImplementedError(op)
+        env[n.output[0]] = np.asarray(r)
+    return {o.name: env[o.name] for o in model.graph.output}
+
+
+# --------------------------------------------------------------------------
+# Independent references of the documented semantics
+# --------------------------------------------------------------------------
+
+
+def ref_caption_encoder(pv):
+    m = pv.mean(axis=(2, 3))
+    stat = 0.5 * m[:, 0] + 0.3 * m[:, 1] + 0.2 * m[:, 2]
+    grid = pv.reshape(pv.shape[0], 3, 4, 56, 4, 56).mean(axis=(3, 5)).reshape(pv.shape[0], 48)
+    row = np.zeros((pv.shape[0], 768), np.float32)
+    row[:, 0] = stat
+    row[:, 1:4] = m
+    row[:, 4:52] = grid
+    return np.repeat(row[:, None, :], 197, axis=1)
+
+
+def ref_img(ehs):
+    v = ehs[:, 0, 0] * np.float32(1000.0) + np.float32(0.5)
+    return np.mod(np.floor(v).astype(np.int64), IMG_MOD)
+
+
+def ref_next_tokens(img, pos, tok):
+    """(top, second) for one sample at absolute position pos with input token tok."""
+    nxt = TOKEN_BASE + (img * 31 + pos * 7 + tok) % TOKEN_RANGE
+    if pos >= 3 + img % 5:
+        return EOS, nxt
+    return nxt, nxt + 1
+
+
+def ref_caption(img, start=EOS, max_len=20):
+    toks = [start]
+    while len(toks) - 1 < max_len:
+        top, _ = ref_next_tokens(img, len(toks) - 1, toks[-1])
+        if top == EOS:
+            break
+        toks.append(top)
+    return toks[1:]
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def selfcheck(models):
+    rng = np.random.RandomState(1234)
+    m = dict(models)
+    for name, model in models:
+        onnx.checker.check_model(model, full_check=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        declared = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
+        check(
+            len(inferred.graph.output) == len(declared),
+            name + ": output count changed by inference",
+        )
+        for o in inferred.graph.output:
+            check(o.type.tensor_type.elem_type == declared[o.name], name + ": dtype of " + o.name)
+
+    # affine / fixed1 / slow
+    x = rng.uniform(-3, 3, (5, 4)).astype(np.float32)
+    for name in ("affine_f32.onnx", "slow_affine.onnx"):
+        out = run_graph(m[name], {"x": x})
+        check(np.array_equal(out["y"], x * 2 + 1), name + " y")
+        check(np.allclose(out["sum"], x.sum(axis=1, keepdims=True)), name + " sum")
+    out = run_graph(m["fixed1_affine.onnx"], {"x": x[:1]})
+    check(np.array_equal(out["y"], x[:1] * 2 + 1), "fixed1_affine y")
+    # (the interpreter ignores declared shapes, i.e. it behaves like a
+    # batch-dim rewrite to dynamic: fixed1_affine works at batch 2 ...)
+    out = run_graph(m["fixed1_affine.onnx"], {"x": x[:2]})
+    check(np.array_equal(out["y"], x[:2] * 2 + 1), "fixed1_affine y at batch 2")
+    out = run_graph(m["fixed1_reshape.onnx"], {"x": x[:1]})
+    check(np.array_equal(out["y"], x[:1, [0, 2, 1, 3]] + 1), "fixed1_reshape y")
+    try:  # ... but fixed1_reshape must not.
+        run_graph(m["fixed1_reshape.onnx"], {"x": x[:2]})
+        check(False, "fixed1_reshape must not accept batch 2")
+    except ValueError:
+        pass
+    for init in m["fixed1_reshape.onnx"].graph.initializer:
+        if init.name.startswith("shape_"):
+            check(numpy_helper.to_array(init)[0] == 1, "reshape constants must start with 1")
+
+    # dtypes
+    feeds = {
+        "f32": np.array([[0, 1.5, -2]], np.float32),
+        "f16": np.array([[0.5, -1.25, 3]], np.float16),
+        "i64": np.array([[0, -7, 1 << 40]], np.int64),
+        "i32": np.array([[0, 3, -5]], np.int32),
+        "u8": np.array([[0, 7, 254]], np.uint8),
+        "b": np.array([[True, False, True]]),
+    }
+    out = run_graph(m["dtypes.onnx"], feeds)
+    check(np.array_equal(out["f32_out"], feeds["f32"] + 1), "dtypes f32")
+    check(np.array_equal(out["f16_out"], feeds["f16"] * 2), "dtypes f16")
+    check(np.array_equal(out["i64_out"], feeds["i64"] + 7), "dtypes i64")
+    check(np.array_equal(out["i32_out"], feeds["i32"] - 3), "dtypes i32")
+    check(np.array_equal(out["u8_out"], feeds["u8"] + 1), "dtypes u8")
+    check(np.array_equal(out["b_out"], ~feeds["b"]), "dtypes b")
+
+    # LaMa composition
+    for name, bsz, scale in (
+        ("lama_synth.onnx", 1, 255.0),
+        ("lama_synth_dyn.onnx", 2, 255.0),
+        ("lama_synth_unit.onnx", 1, 1.0),
+    ):
+        img = rng.uniform(0, 1, (bsz, 3, 512, 512)).astype(np.float32)
+        mask = (rng.uniform(0, 1, (bsz, 1, 512, 512)) > 0.7).astype(np.float32)
+        out = run_graph(m[name], {"image": img, "mask": mask})["output"]
+        want = np.where(mask > 0.5, 1 - img, img) * scale
+        check(np.allclose(out, want, atol=1e-4 * scale), name)
+
+    # CLIP vision: similar images close, different far
+    def cos(a, b):
+        return float(np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+    base = smooth_image(rng, 224)
+    other = smooth_image(rng, 224)
+    shifted = np.roll(base, 3, axis=3) + rng.normal(0, 0.02, base.shape).astype(np.float32)
+    pv = np.concatenate([base, shifted, other]).astype(np.float32)
+    out = run_graph(m["clip_vision_synth.onnx"], {"pixel_values": pv})
+    e = out["image_embeds"]
+    check(e.shape == (3, 512) and out["last_hidden_state"].shape == (3, 50, 768), "clip vision shapes")
+    check(cos(e[0], e[1]) > 0.95, "clip vision: similar images must be close (%f)" % cos(e[0], e[1]))
+    check(cos(e[0], e[2]) < 0.8, "clip vision: different images must be far (%f)" % cos(e[0], e[2]))
+
+    # CLIP text: bag of tokens
+    table, proj = clip_text_weights()
+    ids = np.array([[49406, 320, 1929, 49407, 0], [49406, 320, 2368, 49407, 0]], np.int64)
+    mask = np.array([[1, 1, 1, 1, 0], [1, 1, 1, 1, 0]], np.int64)
+    out = run_graph(m["clip_text_synth.onnx"], {"input_ids": ids, "attention_mask": mask})
+    want = ((table[ids % 1021] @ proj) * mask[:, :, None]).sum(axis=1)
+    check(np.allclose(out["text_embeds"], want, atol=1e-4), "clip text embeds")
+    check(cos(out["text_embeds"][0], out["text_embeds"][1]) < 0.95, "clip text: different texts")
+    out2 = run_graph(m["clip_text_synth_noattn.onnx"], {"input_ids": ids[:, :4]})
+    check(np.allclose(out2["text_embeds"], want, atol=1e-4), "clip text noattn")
+
+    # Caption encoder
+    pv = np.concatenate([smooth_image(rng, 224), solid(1, -1, -1), solid(-1, 1, -1)]).astype(np.float32)
+    ehs = run_graph(m["caption_encoder_synth.onnx"], {"pixel_values": pv})["last_hidden_state"]
+    check(np.allclose(ehs, ref_caption_encoder(pv), atol=1e-5), "caption encoder")
+    imgs = ref_img(ehs)
+    check(len(set(imgs.tolist())) == 3, "caption encoder: distinct img values")
+
+    # Caption decoder: uncached == cached, EOS after 3 + img%5 tokens.
+    for name, layers, heads, hs in (
+        ("caption_decoder_synth.onnx", 12, 12, 64),
+        ("caption_decoder_synth_2layer.onnx", 2, 4, 16),
+    ):
+        check_decoder(m[name], layers, heads, hs, ehs, imgs)
+
+
+def smooth_image(rng, size):
+    """A smooth random 'photo' in [-1,1]: low-res noise, upsampled."""
+    low = rng.uniform(-1, 1, (1, 3, 4, 4)).astype(np.float32)
+    return np.kron(low, np.ones((size // 4, size // 4), np.float32)) + rng.normal(
+        0, 0.05, (1, 3, size, size)
+    ).astype(np.float32)
+
+
+def solid(r, g, b):
+    return np.broadcast_to(np.array([r, g, b], np.float32)[None, :, None, None], (1, 3, 224, 224))
+
+
+def decoder_feeds(layers, ids, ehs, past, use_cache):
+    feeds = {"input_ids": ids, "encoder_hidden_states": ehs, "use_cache_branch": np.array([use_cache])}
+    for i in range(layers):
+        feeds["past_key_values.%d.key" % i] = past[2 * i]
+        feeds["past_key_values.%d.value" % i] = past[2 * i + 1]
+    return feeds
+
+
+def check_decoder(model, layers, heads, hs, ehs, imgs):
+    bsz = ehs.shape[0]
+    empty = [np.zeros((bsz, heads, 0, hs), np.float32) for _ in range(2 * layers)]
+    captions = [ref_caption(int(i)) for i in imgs]
+    check(all(len(c) == 3 + int(i) % 5 for c, i in zip(captions, imgs)), "caption lengths")
+
+    # Uncached: feed the whole (reference) sequence at once with P=0 and
+    # compare every position with the reference rule.
+    seqs = np.full((bsz, 9), EOS, np.int64)
+    for b, c in enumerate(captions):
+        seqs[b, 1 : 1 + len(c)] = c
+    out = run_graph(model, decoder_feeds(layers, seqs, ehs, empty, False))
+    lg = out["logits"]
+    check(lg.shape == (bsz, 9, VOCAB), "logits shape")
+    for b in range(bsz):
+        for t in range(9):
+            top, sec = ref_next_tokens(int(imgs[b]), t, int(seqs[b, t]))
+            row = lg[b, t]
+            check(row[top] == TOP_LOGIT and row[sec] == SECOND_LOGIT, "logit values")
+            check(np.count_nonzero(row) == 2, "only two non-zero logits")
+    for i in range(layers):
+        k, v = out["present.%d.key" % i], out["present.%d.value" % i]
+        check(k.shape == (bsz, heads, 9, hs), "present shape")
+        check(np.array_equal(k[:, 0, :, 0], seqs + LAYER_OFFSET * i), "present key content")
+        check(np.array_equal(v[0, -1, :, -1], np.arange(9) + LAYER_OFFSET * i), "present value content")
+
+    # Cached greedy loop, one token at a time.
+    past = empty
+    tokens = np.full((bsz, 1), EOS, np.int64)
+    gen = [[] for _ in range(bsz)]
+    done = [False] * bsz
+    for step in range(10):
+        out = run_graph(model, decoder_feeds(layers, tokens, ehs, past, step > 0))
+        past = [out["present.%d.%s" % (i, k)] for i in range(layers) for k in ("key", "value")]
+        check(past[0].shape[2] == step + 1, "cache grows by one per step")
+        nxt = out["logits"][:, -1].argmax(axis=-1)
+        for b in range(bsz):
+            if not done[b]:
+                if nxt[b] == EOS:
+                    done[b] = True
+                else:
+                    gen[b].append(int(nxt[b]))
+        tokens = nxt[:, None].astype(np.int64)
+        if all(done):
+            break
+    check(gen == captions, "cached loop == reference captions: %r vs %r" % (gen, captions))
+
+    # use_cache_branch=false ignores a non-empty past.
+    out = run_graph(model, decoder_feeds(layers, seqs[:, :2], ehs, past, False))
+    check(out["present.0.key"].shape[2] == 2, "use_cache_branch=false ignores past")
+
+
+# --------------------------------------------------------------------------
+
+
+def main():
+    check_only = "--check" in sys.argv[1:]
+    models = all_models()
+    selfcheck(models)
+    stale = []
+    total = 0
+    for name, model in models:
+        data = model.SerializeToString()
+        total += len(data)
+        check(len(data) < 400 * 1024, name + " too large")
+        path = os.path.join(HERE, name)
+        if check_only:
+            try:
+                with open(path, "rb") as f:
+                    if f.read() != data:
+                        stale.append(name)
+            except FileNotFoundError:
+                stale.append(name)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)
+        print("%-36s %8d bytes" % (name, len(data)))
+    print("%-36s %8d bytes" % ("total", total))
+    check(total < 1536 * 1024, "total size too large")
+    if stale:
+        print("stale (re-run gen.py):", ", ".join(stale))
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

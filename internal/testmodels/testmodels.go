@@ -1,0 +1,96 @@
+// Package testmodels provides small synthetic ONNX models for tests.
+//
+// The models mimic the input/output signatures of the real models imgserve
+// serves (LaMa inpainting, CLIP ViT-B/32, ViT-GPT2 captioning) plus a few
+// generic models for the KServe protocol and the scheduler, but compute
+// cheap, exactly documented functions so that tests can check results.
+// README.md in this directory lists every model with its exact inputs,
+// outputs and semantics.
+//
+// The *.onnx files are generated and committed. To regenerate them (the
+// output is deterministic, byte for byte) run, from the repository root:
+//
+//	/usr/bin/python3 internal/testmodels/gen.py
+//
+// and to verify that the committed files are up to date:
+//
+//	/usr/bin/python3 internal/testmodels/gen.py --check
+//
+// Debian's python is needed because it has the onnx and numpy packages.
+package testmodels
+
+import (
+	"embed"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"runtime"
+	"sort"
+)
+
+// Model file names.
+const (
+	AffineF32                 = "affine_f32.onnx"
+	AffineDyn                 = "affine_dyn.onnx"
+	Dtypes                    = "dtypes.onnx"
+	Fixed1Affine              = "fixed1_affine.onnx"
+	Fixed1Reshape             = "fixed1_reshape.onnx"
+	SlowAffine                = "slow_affine.onnx"
+	LamaSynth                 = "lama_synth.onnx"
+	LamaSynthDyn              = "lama_synth_dyn.onnx"
+	LamaSynthUnit             = "lama_synth_unit.onnx"
+	ClipVisionSynth           = "clip_vision_synth.onnx"
+	ClipTextSynth             = "clip_text_synth.onnx"
+	ClipTextSynthNoAttn       = "clip_text_synth_noattn.onnx"
+	CaptionEncoderSynth       = "caption_encoder_synth.onnx"
+	CaptionDecoderSynth       = "caption_decoder_synth.onnx"
+	CaptionDecoderSynth2Layer = "caption_decoder_synth_2layer.onnx"
+)
+
+//go:embed *.onnx
+var files embed.FS
+
+// Bytes returns a fresh copy of the named model file's contents (e.g.
+// "affine_f32.onnx"). It panics if there is no such model.
+func Bytes(name string) []byte {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		panic(fmt.Sprintf("testmodels: unknown model %q", name))
+	}
+	return b
+}
+
+// Path returns the absolute path of the named model file in the source tree,
+// for code that loads models from a file path. It panics if there is no such
+// model.
+func Path(name string) string {
+	if _, err := fs.Stat(files, name); err != nil {
+		panic(fmt.Sprintf("testmodels: unknown model %q", name))
+	}
+	return filepath.Join(Dir(), name)
+}
+
+// Dir returns the absolute path of the directory holding the model files
+// in the source tree. It relies on runtime.Caller, so it panics in binaries
+// built with -trimpath.
+func Dir() string {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok || !filepath.IsAbs(file) {
+		panic("testmodels: cannot determine the source directory (built with -trimpath?)")
+	}
+	return filepath.Dir(file)
+}
+
+// Names returns the file names of all models, sorted.
+func Names() []string {
+	entries, err := fs.ReadDir(files, ".")
+	if err != nil {
+		panic(err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	return names
+}

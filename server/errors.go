@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/models"
+)
+
+// apiError is an error with the HTTP status and machine-readable code it
+// maps to.
+type apiError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func newError(status int, code, msg string) *apiError {
+	return &apiError{status: status, code: code, msg: msg}
+}
+
+var (
+	errDraining      = newError(http.StatusServiceUnavailable, "draining", "server is shutting down")
+	errNotLoaded     = newError(http.StatusServiceUnavailable, "loading", "server is still loading models")
+	errBodyTooLarge  = newError(http.StatusRequestEntityTooLarge, "too_large", "request body too large")
+	errNotFound      = newError(http.StatusNotFound, "not_found", "no such route")
+	errMethodAllowed = newError(http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed")
+)
+
+// classify maps any error to its status and code. The mapping lives here
+// alone, so every route answers the same error the same way.
+func classify(err error) *apiError {
+	var ae *apiError
+	switch {
+	case errors.As(err, &ae):
+		return ae
+	case errors.Is(err, errBadInput), errors.Is(err, inference.ErrBadRequest):
+		return newError(http.StatusBadRequest, "bad_request", err.Error())
+	case errors.Is(err, inference.ErrQueueFull):
+		return newError(http.StatusTooManyRequests, "queue_full", "model queue is full; retry later")
+	case errors.Is(err, inference.ErrClosed):
+		return errDraining
+	case errors.Is(err, models.ErrNotReady):
+		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return newError(http.StatusGatewayTimeout, "deadline_exceeded", "request deadline passed before the model answered")
+	case errors.Is(err, context.Canceled):
+		return newError(http.StatusServiceUnavailable, "canceled", "request canceled")
+	}
+	return newError(http.StatusInternalServerError, "internal", err.Error())
+}
+
+// reasonOf is the failure label for metrics.
+func reasonOf(err error) string {
+	return classify(err).code
+}
+
+// writeError answers in the task API's format,
+// {"error":{"code":"...","message":"..."}}.
+func writeError(ctx *fasthttp.RequestCtx, err error) {
+	ae := classify(err)
+	body, _ := json.Marshal(map[string]any{"error": map[string]string{"code": ae.code, "message": ae.msg}})
+	finishError(ctx, ae, body)
+}
+
+// writeKServeError answers in KServe v2's format, {"error":"..."}.
+func writeKServeError(ctx *fasthttp.RequestCtx, err error) {
+	ae := classify(err)
+	body, _ := json.Marshal(map[string]string{"error": ae.msg})
+	finishError(ctx, ae, body)
+}
+
+func finishError(ctx *fasthttp.RequestCtx, ae *apiError, body []byte) {
+	if ae.status == http.StatusTooManyRequests || ae.status == http.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	ctx.Response.Header.Del("Content-Encoding")
+	ctx.SetStatusCode(ae.status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}

@@ -1,0 +1,254 @@
+// Package server is imgserve's HTTP front: fasthttp routes, request parsing,
+// limits, error mapping and metrics. It never touches disk and never calls
+// ONNX Runtime directly; models do the work.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/imgserve/imgserve/models"
+)
+
+// Options configure a Server.
+type Options struct {
+	Registry *models.Registry
+	Metrics  *Metrics
+	Logger   *slog.Logger
+	// MaxBodySize bounds request bodies, after decompression too (413).
+	MaxBodySize int
+	// RequestTimeout is each request's deadline (504 when it passes).
+	RequestTimeout time.Duration
+	// Version is reported by GET /v2.
+	Version string
+}
+
+// DefaultMaxBodySize is 64 MiB.
+const DefaultMaxBodySize = 64 << 20
+
+// Server serves the task API, KServe v2, /v1/models and /metrics.
+type Server struct {
+	opts     Options
+	http     *fasthttp.Server
+	draining atomic.Bool
+	inflight atomic.Int64
+	nextID   atomic.Uint64
+}
+
+// New builds a server; Serve starts it.
+func New(opts Options) *Server {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBodySize <= 0 {
+		opts.MaxBodySize = DefaultMaxBodySize
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = time.Minute
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(opts.Registry)
+	}
+	s := &Server{opts: opts}
+	s.http = &fasthttp.Server{
+		Handler:                       s.handle,
+		Name:                          "imgserve",
+		MaxRequestBodySize:            opts.MaxBodySize,
+		ReadTimeout:                   2 * time.Minute,
+		WriteTimeout:                  2 * time.Minute,
+		IdleTimeout:                   time.Minute,
+		DisablePreParseMultipartForm:  true, // fasthttp would spill large files to disk
+		NoDefaultContentType:          true,
+		DisableHeaderNamesNormalizing: false,
+		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				writeError(ctx, errBodyTooLarge)
+				return
+			}
+			writeError(ctx, newError(400, "bad_request", "malformed HTTP request"))
+		},
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.http.Serve(ln)
+}
+
+// Shutdown drains the server: new requests get 503 at once, requests in
+// flight finish, then the listener and idle connections close. It returns
+// ctx's error if in-flight requests outlast it.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			s.http.ShutdownWithContext(ctx)
+			return fmt.Errorf("%d requests still in flight: %w", s.inflight.Load(), ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return s.http.ShutdownWithContext(ctx)
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+type handler func(ctx *fasthttp.RequestCtx, p routeParams)
+
+type routeParams struct {
+	model string
+}
+
+type route struct {
+	name   string // a pattern, for logs and metrics: never user data
+	method string
+	kserve bool // answers errors in KServe's format
+	h      handler
+	// alwaysOn routes keep answering while the server drains.
+	alwaysOn bool
+}
+
+// match finds the route for a request. The table is small and fixed, so a
+// switch reads better than a router library.
+func (s *Server) match(method, path string) (route, routeParams, error) {
+	var p routeParams
+	get := func(name string, h handler) (route, routeParams, error) {
+		return route{name: name, method: "GET", h: h}, p, nil
+	}
+	switch path {
+	case "/v2":
+		r, p, err := get("/v2", s.serverMetadata)
+		r.kserve = true
+		return r, p, err
+	case "/v2/health/live":
+		return route{name: path, method: "GET", kserve: true, h: s.live, alwaysOn: true}, p, nil
+	case "/v2/health/ready":
+		return route{name: path, method: "GET", kserve: true, h: s.ready, alwaysOn: true}, p, nil
+	case "/v1/models":
+		return get(path, s.listModels)
+	case "/metrics":
+		return route{name: path, method: "GET", h: s.metrics, alwaysOn: true}, p, nil
+	}
+	if rest, ok := strings.CutPrefix(path, "/v2/models/"); ok {
+		parts := strings.Split(rest, "/")
+		p.model = parts[0]
+		parts = parts[1:]
+		// Triton clients may name a version; we serve one version, "1".
+		if len(parts) >= 2 && parts[0] == "versions" {
+			if parts[1] != "1" {
+				return route{kserve: true}, p, newError(404, "not_found", "model "+p.model+" has only version 1")
+			}
+			parts = parts[2:]
+		}
+		switch {
+		case len(parts) == 0:
+			return route{name: "/v2/models/{m}", method: "GET", kserve: true, h: s.modelMetadata}, p, nil
+		case len(parts) == 1 && parts[0] == "ready":
+			return route{name: "/v2/models/{m}/ready", method: "GET", kserve: true, h: s.modelReady}, p, nil
+		case len(parts) == 1 && parts[0] == "infer":
+			return route{name: "/v2/models/{m}/infer", method: "POST", kserve: true, h: s.infer}, p, nil
+		}
+		return route{kserve: true}, p, errNotFound
+	}
+	return route{}, p, errNotFound
+}
+
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	id := string(ctx.Request.Header.Peek("X-Request-Id"))
+	if id == "" || len(id) > 128 {
+		id = strconv.FormatUint(s.nextID.Add(1), 10)
+	}
+	ctx.Response.Header.Set("X-Request-Id", id)
+
+	r, params, err := s.match(string(ctx.Method()), string(ctx.Path()))
+	fail := writeError
+	if r.kserve {
+		fail = writeKServeError
+	}
+	s.inflight.Add(1)
+	switch {
+	case err != nil:
+	case s.draining.Load() && !r.alwaysOn:
+		err = errDraining
+	case string(ctx.Method()) != r.method && !(r.method == "GET" && ctx.IsHead()):
+		ctx.Response.Header.Set("Allow", r.method)
+		err = errMethodAllowed
+	}
+	if err != nil {
+		fail(ctx, err)
+	} else {
+		s.serve(ctx, r, params, fail)
+	}
+	s.inflight.Add(-1)
+
+	name := r.name
+	if name == "" {
+		name = "unmatched"
+	}
+	code := ctx.Response.StatusCode()
+	s.opts.Metrics.http.WithLabelValues(name, strconv.Itoa(code)).Inc()
+	// Privacy: sizes, timings and ids only; never bodies, images or queries.
+	s.opts.Logger.Info("request", "id", id, "method", string(ctx.Method()), "route", name,
+		"model", params.model, "status", code, "in_bytes", len(ctx.Request.Body()),
+		"out_bytes", len(ctx.Response.Body()), "ms", float64(time.Since(start).Microseconds())/1000)
+}
+
+// serve runs a handler and turns a panic into a 500, so one bad request
+// cannot take the server down.
+func (s *Server) serve(ctx *fasthttp.RequestCtx, r route, p routeParams, fail func(*fasthttp.RequestCtx, error)) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.opts.Logger.Error("handler panic", "route", r.name, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			fail(ctx, newError(500, "internal", "internal error"))
+		}
+	}()
+	r.h(ctx, p)
+}
+
+// requestContext is the deadline for one request's work.
+func (s *Server) requestContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	if timeout <= 0 || timeout > s.opts.RequestTimeout {
+		timeout = s.opts.RequestTimeout
+	}
+	return context.WithTimeout(context.Background(), timeout)
+}
+
+func (s *Server) live(ctx *fasthttp.RequestCtx, _ routeParams) {
+	writeJSON(ctx, 200, map[string]bool{"live": true})
+}
+
+func (s *Server) ready(ctx *fasthttp.RequestCtx, _ routeParams) {
+	switch {
+	case s.draining.Load():
+		writeKServeError(ctx, errDraining)
+	case !s.opts.Registry.Loaded():
+		writeKServeError(ctx, errNotLoaded)
+	default:
+		writeJSON(ctx, 200, map[string]bool{"ready": true})
+	}
+}
+
+func (s *Server) metrics(ctx *fasthttp.RequestCtx, _ routeParams) {
+	body, err := s.opts.Metrics.write()
+	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	ctx.SetContentType("text/plain; version=0.0.4; charset=utf-8")
+	writeBody(ctx, body)
+}
