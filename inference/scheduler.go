@@ -27,6 +27,10 @@ type BatchConfig struct {
 	MaxQueueSize int
 	// Instances is how many batches may run at once.
 	Instances int
+	// SharedInputs are the positions of inputs without a batch dimension,
+	// such as a decoder's use_cache_branch flag. Requests batch together only
+	// when these are equal, and the batch passes them through as they are.
+	SharedInputs []int
 }
 
 func (c BatchConfig) normalised() BatchConfig {
@@ -139,7 +143,7 @@ func (s *Scheduler) Pending() int {
 // outputs hold the same rows. Submit returns early with ctx's error when ctx
 // ends; a request whose context ended is never packed into a batch.
 func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
-	r := &request{ctx: ctx, inputs: inputs, rows: 1, done: make(chan result, 1)}
+	r := &request{ctx: ctx, inputs: inputs, done: make(chan result, 1)}
 	if err := s.prepare(r); err != nil {
 		return nil, err
 	}
@@ -182,30 +186,40 @@ func (s *Scheduler) prepare(r *request) error {
 		}
 	}
 	if s.cfg.MaxBatchSize == 1 {
+		r.rows = 1
 		return nil
 	}
 	key := make([]byte, 0, 64)
 	for i, t := range r.inputs {
+		if slices.Contains(s.cfg.SharedInputs, i) {
+			key = appendShape(key, t.DType, t.Shape)
+			key = append(append(key, t.Data...), ';')
+			continue
+		}
 		if len(t.Shape) == 0 {
 			return fmt.Errorf("%w: input %d has no batch dimension", ErrBadRequest, i)
 		}
-		if i == 0 {
+		if r.rows == 0 {
 			r.rows = int(t.Shape[0])
 		} else if int(t.Shape[0]) != r.rows {
 			return fmt.Errorf("%w: inputs disagree on the batch dimension (%d and %d)", ErrBadRequest, r.rows, t.Shape[0])
 		}
-		key = strconv.AppendInt(key, int64(t.DType), 10)
-		for _, d := range t.Shape[1:] {
-			key = append(key, ',')
-			key = strconv.AppendInt(key, d, 10)
-		}
-		key = append(key, ';')
+		key = append(appendShape(key, t.DType, t.Shape[1:]), ';')
 	}
 	if r.rows < 1 || r.rows > s.cfg.MaxBatchSize {
 		return fmt.Errorf("%w: batch of %d rows, the model takes 1 to %d", ErrBadRequest, r.rows, s.cfg.MaxBatchSize)
 	}
 	r.key = string(key)
 	return nil
+}
+
+func appendShape(key []byte, dt DType, shape []int64) []byte {
+	key = strconv.AppendInt(key, int64(dt), 10)
+	for _, d := range shape {
+		key = append(key, ',')
+		key = strconv.AppendInt(key, d, 10)
+	}
+	return key
 }
 
 func (s *Scheduler) signal() {
@@ -377,6 +391,10 @@ func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
 	inputs := make([]Tensor, len(first))
 	bufs := make([]*[]byte, len(first))
 	for i, t := range first {
+		if slices.Contains(s.cfg.SharedInputs, i) {
+			inputs[i] = t
+			continue
+		}
 		rb := rowBytes(t.DType, t.Shape)
 		bufs[i] = s.pool.get(rows * rb)
 		data := *bufs[i]
@@ -390,7 +408,9 @@ func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
 	}
 	return inputs, func() {
 		for _, b := range bufs {
-			s.pool.put(b)
+			if b != nil {
+				s.pool.put(b)
+			}
 		}
 	}
 }

@@ -45,6 +45,9 @@ type ModelConfig struct {
 	// Spin lets ONNX Runtime threads busy-wait between runs.
 	Spin     bool     `yaml:"spin"`
 	Batching Batching `yaml:"batching"`
+	// Options are task-specific settings, read by the task's pipeline (for
+	// example a caption encoder names its decoder).
+	Options map[string]string `yaml:"options"`
 }
 
 // Batching is the YAML form of inference.BatchConfig.

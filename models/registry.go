@@ -21,9 +21,24 @@ const (
 	TaskMatting = "matting"
 )
 
-var tasks = []string{TaskTensor, TaskMatting}
+// SignatureCheck refuses a session whose inputs and outputs do not fit a
+// task's pipeline, so a wrong file fails at load with a clear message.
+type SignatureCheck func(inputs, outputs []inference.TensorInfo) error
 
-func knownTask(t string) bool { return slices.Contains(tasks, t) }
+var tasks = map[string]SignatureCheck{
+	TaskTensor:  func(_, _ []inference.TensorInfo) error { return nil },
+	TaskMatting: checkMatting,
+}
+
+// RegisterTask adds a task; model family packages call it from init.
+func RegisterTask(name string, check SignatureCheck) {
+	if _, dup := tasks[name]; dup {
+		panic("models: task registered twice: " + name)
+	}
+	tasks[name] = check
+}
+
+func knownTask(t string) bool { _, ok := tasks[t]; return ok }
 
 // Status is where a model is in its life.
 type Status string
@@ -163,7 +178,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 			"model", mc.Name, "reason", note)
 		batching.MaxBatchSize = 1
 	}
-	if err := checkSignature(mc.Task, sess); err != nil {
+	if err := tasks[mc.Task](sess.Inputs(), sess.Outputs()); err != nil {
 		sess.Close()
 		return nil, fmt.Errorf("%s does not match task %s: %w", mc.File, mc.Task, err)
 	}

@@ -61,15 +61,15 @@ func New(opts Options) *Server {
 	}
 	s := &Server{opts: opts}
 	s.http = &fasthttp.Server{
-		Handler:                       s.handle,
-		Name:                          "imgserve",
-		MaxRequestBodySize:            opts.MaxBodySize,
-		ReadTimeout:                   2 * time.Minute,
-		WriteTimeout:                  2 * time.Minute,
-		IdleTimeout:                   time.Minute,
-		DisablePreParseMultipartForm:  true, // fasthttp would spill large files to disk
-		NoDefaultContentType:          true,
-		DisableHeaderNamesNormalizing: false,
+		Handler:                      s.handle,
+		Name:                         "imgserve",
+		MaxRequestBodySize:           opts.MaxBodySize,
+		ReadTimeout:                  2 * time.Minute,
+		WriteTimeout:                 2 * time.Minute,
+		IdleTimeout:                  time.Minute,
+		DisablePreParseMultipartForm: true, // fasthttp would spill large files to disk
+		NoDefaultContentType:         true,
+		Logger:                       connLogger{opts.Logger},
 		ErrorHandler: func(ctx *fasthttp.RequestCtx, err error) {
 			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
 				writeError(ctx, errBodyTooLarge)
@@ -79,6 +79,14 @@ func New(opts Options) *Server {
 		},
 	}
 	return s
+}
+
+// connLogger routes fasthttp's connection-level messages (a client that sent
+// too much, a broken connection) into the server's log at debug level.
+type connLogger struct{ log *slog.Logger }
+
+func (l connLogger) Printf(format string, args ...any) {
+	l.log.Debug("connection", "msg", fmt.Sprintf(format, args...))
 }
 
 // Serve accepts connections on ln until Shutdown.
@@ -111,6 +119,51 @@ type handler func(ctx *fasthttp.RequestCtx, p routeParams)
 
 type routeParams struct {
 	model string
+	// vars holds a feature route's {name} segments.
+	vars map[string]string
+}
+
+// Var is a {name} segment of the matched route.
+func (p routeParams) Var(name string) string { return p.vars[name] }
+
+// A Feature is a task-API route contributed by one feature file (matting,
+// inpainting, ...), registered from that file's init with addFeature, so
+// features never edit this file or each other's.
+type Feature struct {
+	Method string
+	// Pattern is a path whose {name} segments bind variables, as in
+	// "/v1/collections/{c}/items/{id}".
+	Pattern string
+	Handle  func(s *Server, ctx *fasthttp.RequestCtx, p routeParams)
+}
+
+var features []Feature
+
+func addFeature(f ...Feature) { features = append(features, f...) }
+
+// matchPattern binds a feature pattern against a path.
+func matchPattern(pattern, path string) (map[string]string, bool) {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	if len(ps) != len(xs) {
+		return nil, false
+	}
+	var vars map[string]string
+	for i, seg := range ps {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			if xs[i] == "" {
+				return nil, false
+			}
+			if vars == nil {
+				vars = map[string]string{}
+			}
+			vars[strings.TrimSuffix(name, "}")] = xs[i]
+			continue
+		}
+		if seg != xs[i] {
+			return nil, false
+		}
+	}
+	return vars, true
 }
 
 type route struct {
@@ -164,7 +217,22 @@ func (s *Server) match(method, path string) (route, routeParams, error) {
 		}
 		return route{kserve: true}, p, errNotFound
 	}
-	return route{}, p, errNotFound
+	var methodMismatch *route
+	for _, f := range features {
+		vars, ok := matchPattern(f.Pattern, path)
+		if !ok {
+			continue
+		}
+		r := route{name: f.Pattern, method: f.Method, h: func(ctx *fasthttp.RequestCtx, p routeParams) { f.Handle(s, ctx, p) }}
+		if f.Method == method {
+			return r, routeParams{vars: vars}, nil
+		}
+		methodMismatch = &r
+	}
+	if methodMismatch != nil {
+		return *methodMismatch, p, nil // handle answers 405 with Allow
+	}
+	return route{kserve: strings.HasPrefix(path, "/v2/")}, p, errNotFound
 }
 
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
