@@ -144,17 +144,21 @@ func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error)
 		return fail(err)
 	}
 	if r.device.CUDA {
-		cuda, err := ort.NewCUDAProviderOptions()
-		if err != nil {
-			return fail(fmt.Errorf("%w: %v", ErrCUDAUnavailable, err))
-		}
-		defer cuda.Destroy()
-		if err := cuda.Update(map[string]string{"device_id": strconv.Itoa(r.device.ID)}); err != nil {
-			return fail(fmt.Errorf("%w: %v", ErrCUDAUnavailable, err))
-		}
-		if err := opts.AppendExecutionProviderCUDA(cuda); err != nil {
-			return fail(fmt.Errorf("%w on %v: %v; use the GPU build of ONNX Runtime 1.24 (onnxruntime-linux-x64-gpu) with CUDA 12 and cuDNN 9, and pass its libonnxruntime.so via --ort-lib", ErrCUDAUnavailable, r.device, err))
+		if err := r.appendCUDA(opts); err != nil {
+			return fail(fmt.Errorf("%w on %v: %v; use the GPU build of ONNX Runtime 1.24 (onnxruntime-linux-x64-gpu, with CUDA 12 and cuDNN 9), keep its provider libraries beside libonnxruntime.so, and pass it with --ort-lib", ErrCUDAUnavailable, r.device, err))
 		}
 	}
 	return opts, nil
+}
+
+func (r *Runtime) appendCUDA(opts *ort.SessionOptions) error {
+	cuda, err := ort.NewCUDAProviderOptions()
+	if err != nil {
+		return err
+	}
+	defer cuda.Destroy()
+	if err := cuda.Update(map[string]string{"device_id": strconv.Itoa(r.device.ID)}); err != nil {
+		return err
+	}
+	return opts.AppendExecutionProviderCUDA(cuda)
 }

@@ -1,0 +1,29 @@
+# The two set-up commands (see README.md):
+#   make run   fetch ONNX Runtime and the default models, start the server
+#   make test  fetch what the tests need, check formatting and vet, run every test
+# Both work on a fresh machine with Go, gcc and npm; downloads are cached in
+# ~/.cache/imgserve, so later runs fetch nothing.
+
+GO ?= go
+ARGS ?=
+
+.PHONY: run test fetch build bench
+
+run: fetch
+	$(GO) run ./cmd/imgserve $(ARGS)
+
+test: fetch
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+fetch:
+	scripts/fetch-models.sh
+
+build:
+	$(GO) build -o bin/imgserve ./cmd/imgserve
+
+# Benchmarks are run by hand; bench/README.md records results and commands.
+bench: fetch
+	$(GO) test -run '^$$' -bench . -benchmem ./bench/

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestHelpListsFlags(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"--help"}, &out); code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	for _, flag := range []string{"-addr", "-models-dir", "-ort-lib", "-config", "-device", "127.0.0.1:8080", "fetch-models.sh"} {
+		if !strings.Contains(out.String(), flag) {
+			t.Errorf("--help does not mention %s", flag)
+		}
+	}
+}
+
+func TestBadStartsFailClearly(t *testing.T) {
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--no-such-flag"}, 2, "flag provided but not defined"},
+		{[]string{"extra"}, 2, "unexpected argument"},
+		{[]string{"--device", "gpu"}, 1, "want cpu, cuda or cuda:N"},
+		{[]string{"--config", "/nonexistent.yaml"}, 1, "no such file"},
+		{[]string{"--ort-lib", "/nonexistent/libonnxruntime.so"}, 1, "scripts/fetch-models.sh onnxruntime"},
+	}
+	for _, c := range cases {
+		var out bytes.Buffer
+		if code := run(c.args, &out); code != c.code || !strings.Contains(out.String(), c.want) {
+			t.Errorf("%v: exit %d, output %q; want %d containing %q", c.args, code, out.String(), c.code, c.want)
+		}
+	}
+}
