@@ -10,6 +10,7 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/server/kserve"
 )
 
 // apiError is an error with the HTTP status and machine-readable code it
@@ -41,7 +42,7 @@ func classify(err error) *apiError {
 	switch {
 	case errors.As(err, &ae):
 		return ae
-	case errors.Is(err, errBadInput), errors.Is(err, inference.ErrBadRequest):
+	case errors.Is(err, kserve.ErrBadInput), errors.Is(err, inference.ErrBadRequest):
 		return newError(http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, inference.ErrQueueFull):
 		return newError(http.StatusTooManyRequests, "queue_full", "model queue is full; retry later")

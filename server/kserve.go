@@ -9,6 +9,7 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/server/kserve"
 )
 
 type tensorMetadata struct {
@@ -103,19 +104,19 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 		headerLen, err = strconv.Atoi(string(h))
 		if err != nil || headerLen < 0 {
 			s.opts.Metrics.rejected(p.model, "bad_request")
-			writeKServeError(ctx, badInput("bad Inference-Header-Content-Length %q", h))
+			writeKServeError(ctx, kserve.BadInput("bad Inference-Header-Content-Length %q", h))
 			return
 		}
 	}
 	batched := st.Batching.MaxBatchSize > 1
-	req, inputs, err := decodeInferRequest(body, headerLen, st.Inputs, batched, st.Batching.MaxBatchSize)
+	req, inputs, err := kserve.DecodeRequest(body, headerLen, st.Inputs, batched, st.Batching.MaxBatchSize)
 	if err != nil {
 		s.opts.Metrics.rejected(p.model, reasonOf(err))
 		writeKServeError(ctx, err)
 		return
 	}
 	var timeout time.Duration
-	if us, ok := req.Parameters.int("timeout"); ok { // Triton's per-request timeout, in µs
+	if us, ok := req.Parameters.Int("timeout"); ok { // Triton's per-request timeout, in µs
 		timeout = time.Duration(us) * time.Microsecond
 	}
 	rctx, cancel := s.requestContext(timeout)
@@ -132,7 +133,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 	for i, o := range st.Outputs {
 		names[i] = o.Name
 	}
-	respBody, jsonLen, err := encodeInferResponse(m.Config.Name, req, names, outs)
+	respBody, jsonLen, err := kserve.EncodeResponse(m.Config.Name, req, names, outs)
 	if err != nil {
 		writeKServeError(ctx, err)
 		return

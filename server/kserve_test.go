@@ -21,6 +21,7 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/testmodels"
+	"github.com/imgserve/imgserve/server/kserve"
 )
 
 const u2netpConfig = `
@@ -53,13 +54,13 @@ func binaryInfer(t testing.TB, inputs []map[string]any, blobs [][]byte, params m
 
 // splitBinaryResponse parses a binary-extension response into its JSON
 // header and each output's raw bytes, in order.
-func splitBinaryResponse(t testing.TB, h http.Header, body []byte) (inferResponse, [][]byte) {
+func splitBinaryResponse(t testing.TB, h http.Header, body []byte) (kserve.Response, [][]byte) {
 	t.Helper()
 	n, err := strconv.Atoi(h.Get("Inference-Header-Content-Length"))
 	if err != nil {
 		t.Fatalf("no Inference-Header-Content-Length in a binary response: %v", err)
 	}
-	var resp inferResponse
+	var resp kserve.Response
 	if err := json.Unmarshal(body[:n], &resp); err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestKServeDatatypes(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	var resp inferResponse
+	var resp kserve.Response
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +305,7 @@ func TestKServeDatatypes(t *testing.T) {
 	for i, o := range bresp.Outputs {
 		// Decode the binary output with the JSON encoder to compare.
 		dt, _ := inference.ParseDType(o.Datatype)
-		got := string(appendJSONData(nil, inference.Tensor{DType: dt, Shape: o.Shape, Data: bblobs[i]}))
+		got := string(kserve.AppendJSONData(nil, inference.Tensor{DType: dt, Shape: o.Shape, Data: bblobs[i]}))
 		if got != string(jsonData[o.Name]) {
 			t.Errorf("binary %s = %s, JSON gave %s", o.Name, got, jsonData[o.Name])
 		}

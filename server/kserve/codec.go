@@ -1,4 +1,6 @@
-package server
+// Package kserve encodes and decodes the KServe v2 inference protocol: JSON
+// tensors and Triton's binary-tensor extension.
+package kserve
 
 import (
 	"encoding/binary"
@@ -7,6 +9,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"unsafe"
 
 	"github.com/x448/float16"
 
@@ -18,21 +21,21 @@ import (
 // bytes, followed by the raw bytes of each input that declares
 // binary_data_size, in order.
 
-type inferRequest struct {
+type Request struct {
 	ID         string          `json:"id,omitempty"`
-	Parameters parameters      `json:"parameters,omitempty"`
-	Inputs     []requestInput  `json:"inputs"`
-	Outputs    []requestOutput `json:"outputs,omitempty"`
+	Parameters Parameters      `json:"Parameters,omitempty"`
+	Inputs     []RequestInput  `json:"inputs"`
+	Outputs    []RequestOutput `json:"outputs,omitempty"`
 }
 
-type parameters map[string]any
+type Parameters map[string]any
 
-func (p parameters) flag(name string) bool {
+func (p Parameters) Flag(name string) bool {
 	v, _ := p[name].(bool)
 	return v
 }
 
-func (p parameters) int(name string) (int64, bool) {
+func (p Parameters) Int(name string) (int64, bool) {
 	v, ok := p[name].(float64)
 	if !ok || v != math.Trunc(v) || v < 0 {
 		return 0, false
@@ -40,57 +43,57 @@ func (p parameters) int(name string) (int64, bool) {
 	return int64(v), true
 }
 
-type requestInput struct {
+type RequestInput struct {
 	Name       string          `json:"name"`
 	Shape      []int64         `json:"shape"`
 	Datatype   string          `json:"datatype"`
-	Parameters parameters      `json:"parameters,omitempty"`
+	Parameters Parameters      `json:"Parameters,omitempty"`
 	Data       json.RawMessage `json:"data,omitempty"`
 }
 
-type requestOutput struct {
+type RequestOutput struct {
 	Name       string     `json:"name"`
-	Parameters parameters `json:"parameters,omitempty"`
+	Parameters Parameters `json:"Parameters,omitempty"`
 }
 
-type inferResponse struct {
+type Response struct {
 	ModelName    string           `json:"model_name"`
 	ModelVersion string           `json:"model_version,omitempty"`
 	ID           string           `json:"id,omitempty"`
-	Outputs      []responseOutput `json:"outputs"`
+	Outputs      []ResponseOutput `json:"outputs"`
 }
 
-type responseOutput struct {
+type ResponseOutput struct {
 	Name       string          `json:"name"`
 	Datatype   string          `json:"datatype"`
 	Shape      []int64         `json:"shape"`
-	Parameters map[string]any  `json:"parameters,omitempty"`
+	Parameters map[string]any  `json:"Parameters,omitempty"`
 	Data       json.RawMessage `json:"data,omitempty"`
 }
 
-// errBadInput marks client mistakes in an infer request (400).
-var errBadInput = errors.New("bad request")
+// ErrBadInput marks client mistakes in an infer request (HTTP 400).
+var ErrBadInput = errors.New("bad request")
 
-func badInput(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errBadInput, fmt.Sprintf(format, args...))
+func BadInput(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
 }
 
-// decodeInferRequest splits the body, parses the JSON header and returns the
+// DecodeRequest splits the body, parses the JSON header and returns the
 // tensors in the model's input order, checked against its signature.
-func decodeInferRequest(body []byte, headerLen int, sig []inference.TensorInfo, batched bool, maxBatch int) (*inferRequest, []inference.Tensor, error) {
+func DecodeRequest(body []byte, headerLen int, sig []inference.TensorInfo, batched bool, maxBatch int) (*Request, []inference.Tensor, error) {
 	header, binaryPart := body, []byte(nil)
 	if headerLen >= 0 {
 		if headerLen > len(body) {
-			return nil, nil, badInput("Inference-Header-Content-Length %d exceeds the body of %d bytes", headerLen, len(body))
+			return nil, nil, BadInput("Inference-Header-Content-Length %d exceeds the body of %d bytes", headerLen, len(body))
 		}
 		header, binaryPart = body[:headerLen], body[headerLen:]
 	}
-	var req inferRequest
+	var req Request
 	if err := json.Unmarshal(header, &req); err != nil {
-		return nil, nil, badInput("malformed JSON: %v", err)
+		return nil, nil, BadInput("malformed JSON: %v", err)
 	}
 	if len(req.Inputs) == 0 {
-		return nil, nil, badInput("no inputs")
+		return nil, nil, BadInput("no inputs")
 	}
 	byName := map[string]int{}
 	for i, info := range sig {
@@ -101,51 +104,51 @@ func decodeInferRequest(body []byte, headerLen int, sig []inference.TensorInfo, 
 	for _, in := range req.Inputs {
 		idx, ok := byName[in.Name]
 		if !ok {
-			return nil, nil, badInput("unknown input %q", in.Name)
+			return nil, nil, BadInput("unknown input %q", in.Name)
 		}
 		if seen[idx] {
-			return nil, nil, badInput("input %q given twice", in.Name)
+			return nil, nil, BadInput("input %q given twice", in.Name)
 		}
 		seen[idx] = true
 		info := sig[idx]
 		dt, ok := inference.ParseDType(in.Datatype)
 		if !ok {
-			return nil, nil, badInput("input %q: unsupported datatype %q", in.Name, in.Datatype)
+			return nil, nil, BadInput("input %q: unsupported datatype %q", in.Name, in.Datatype)
 		}
 		if dt != info.DType {
-			return nil, nil, badInput("input %q: datatype %s, the model wants %s", in.Name, in.Datatype, info.DType)
+			return nil, nil, BadInput("input %q: datatype %s, the model wants %s", in.Name, in.Datatype, info.DType)
 		}
 		if err := checkShape(in.Shape, info.Shape, batched, maxBatch); err != nil {
-			return nil, nil, badInput("input %q: %v", in.Name, err)
+			return nil, nil, BadInput("input %q: %v", in.Name, err)
 		}
 		t := inference.Tensor{DType: dt, Shape: in.Shape}
 		want := t.Elements() * int64(dt.Size())
-		if size, ok := in.Parameters.int("binary_data_size"); ok {
+		if size, ok := in.Parameters.Int("binary_data_size"); ok {
 			if in.Data != nil {
-				return nil, nil, badInput("input %q has both binary_data_size and data", in.Name)
+				return nil, nil, BadInput("input %q has both binary_data_size and data", in.Name)
 			}
 			if size != want {
-				return nil, nil, badInput("input %q: binary_data_size %d, shape %v of %s needs %d bytes", in.Name, size, in.Shape, dt, want)
+				return nil, nil, BadInput("input %q: binary_data_size %d, shape %v of %s needs %d bytes", in.Name, size, in.Shape, dt, want)
 			}
 			if size > int64(len(binaryPart)) {
-				return nil, nil, badInput("input %q: binary_data_size %d exceeds the %d binary bytes left", in.Name, size, len(binaryPart))
+				return nil, nil, BadInput("input %q: binary_data_size %d exceeds the %d binary bytes left", in.Name, size, len(binaryPart))
 			}
 			t.Data, binaryPart = binaryPart[:size], binaryPart[size:]
 		} else {
 			data, err := parseJSONData(in.Data, dt, t.Elements())
 			if err != nil {
-				return nil, nil, badInput("input %q: %v", in.Name, err)
+				return nil, nil, BadInput("input %q: %v", in.Name, err)
 			}
 			t.Data = data
 		}
 		tensors[idx] = t
 	}
 	if len(binaryPart) != 0 {
-		return nil, nil, badInput("%d binary bytes after the last input", len(binaryPart))
+		return nil, nil, BadInput("%d binary bytes after the last input", len(binaryPart))
 	}
 	for i, ok := range seen {
 		if !ok {
-			return nil, nil, badInput("missing input %q", sig[i].Name)
+			return nil, nil, BadInput("missing input %q", sig[i].Name)
 		}
 	}
 	return &req, tensors, nil
@@ -243,7 +246,9 @@ func parseJSONData(raw json.RawMessage, dt inference.DType, n int64) ([]byte, er
 }
 
 func appendElement(out []byte, dt inference.DType, tok []byte) ([]byte, error) {
-	s := string(tok)
+	// The strconv parsers keep nothing of their argument, so a view of the
+	// token saves an allocation per element.
+	s := unsafe.String(unsafe.SliceData(tok), len(tok))
 	switch dt {
 	case inference.BOOL:
 		switch s {
@@ -252,7 +257,7 @@ func appendElement(out []byte, dt inference.DType, tok []byte) ([]byte, error) {
 		case "false":
 			return append(out, 0), nil
 		}
-		return nil, fmt.Errorf("%q is not a boolean", s)
+		return nil, fmt.Errorf("%q is not a boolean", string(tok))
 	case inference.FP32, inference.FP16, inference.FP64:
 		f, err := strconv.ParseFloat(s, 64)
 		if err != nil {
@@ -292,8 +297,8 @@ func appendInt(out []byte, v uint64, size int) []byte {
 	return out
 }
 
-// appendJSONData writes a tensor's elements as a flat JSON array.
-func appendJSONData(out []byte, t inference.Tensor) []byte {
+// AppendJSONData writes a tensor's elements as a flat JSON array.
+func AppendJSONData(out []byte, t inference.Tensor) []byte {
 	out = append(out, '[')
 	size := t.DType.Size()
 	n := len(t.Data) / size
@@ -336,17 +341,17 @@ func appendFloat(out []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(out, f, 'g', -1, bits)
 }
 
-// encodeInferResponse builds the response body. It returns the length of the
+// EncodeResponse builds the response body. It returns the length of the
 // JSON header when any output is sent as binary, else -1.
-func encodeInferResponse(model string, req *inferRequest, names []string, outs []inference.Tensor) ([]byte, int, error) {
+func EncodeResponse(model string, req *Request, names []string, outs []inference.Tensor) ([]byte, int, error) {
 	wanted := req.Outputs
 	if len(wanted) == 0 {
 		for _, n := range names {
-			wanted = append(wanted, requestOutput{Name: n})
+			wanted = append(wanted, RequestOutput{Name: n})
 		}
 	}
-	defaultBinary := req.Parameters.flag("binary_data_output")
-	resp := inferResponse{ModelName: model, ModelVersion: "1", ID: req.ID}
+	defaultBinary := req.Parameters.Flag("binary_data_output")
+	resp := Response{ModelName: model, ModelVersion: "1", ID: req.ID}
 	var blobs [][]byte
 	for _, w := range wanted {
 		idx := -1
@@ -356,10 +361,10 @@ func encodeInferResponse(model string, req *inferRequest, names []string, outs [
 			}
 		}
 		if idx < 0 {
-			return nil, 0, badInput("unknown output %q", w.Name)
+			return nil, 0, BadInput("unknown output %q", w.Name)
 		}
 		t := outs[idx]
-		ro := responseOutput{Name: w.Name, Datatype: t.DType.String(), Shape: t.Shape}
+		ro := ResponseOutput{Name: w.Name, Datatype: t.DType.String(), Shape: t.Shape}
 		binaryOut := defaultBinary
 		if v, ok := w.Parameters["binary_data"].(bool); ok {
 			binaryOut = v
@@ -368,7 +373,7 @@ func encodeInferResponse(model string, req *inferRequest, names []string, outs [
 			ro.Parameters = map[string]any{"binary_data_size": len(t.Data)}
 			blobs = append(blobs, t.Data)
 		} else {
-			ro.Data = appendJSONData(nil, t)
+			ro.Data = AppendJSONData(nil, t)
 		}
 		resp.Outputs = append(resp.Outputs, ro)
 	}

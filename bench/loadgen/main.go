@@ -1,0 +1,352 @@
+// Command loadgen drives a KServe v2 server (imgserve, or Triton) with
+// concurrent infer requests and reports latency percentiles and throughput.
+// With -raw-model it first measures a direct session.Run loop on the same
+// machine, so server throughput can be stated as a ratio of raw throughput
+// from one run.
+//
+//	go run ./bench/loadgen -model u2netp -c 1,4,16 -d 20s \
+//	    -raw-model .imgserve/models/u2netp.onnx -raw-batch 1,2,4
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/paths"
+)
+
+type config struct {
+	url          string
+	model        string
+	concurrency  []int
+	duration     time.Duration
+	warmup       time.Duration
+	rawModel     string
+	rawBatches   []int
+	ortLib       string
+	jsonRequests bool
+}
+
+func main() {
+	var c config
+	var conc, batches string
+	flag.StringVar(&c.url, "url", "http://127.0.0.1:8080", "server base URL")
+	flag.StringVar(&c.model, "model", "u2netp", "model to call")
+	flag.StringVar(&conc, "c", "1,4,16", "comma-separated concurrency levels")
+	flag.DurationVar(&c.duration, "d", 20*time.Second, "measured duration per level")
+	flag.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured warm-up per level")
+	flag.StringVar(&c.rawModel, "raw-model", "", "ONNX file for the raw session.Run baseline (off when empty)")
+	flag.StringVar(&batches, "raw-batch", "1,2,4", "batch sizes for the raw baseline")
+	flag.StringVar(&c.ortLib, "ort-lib", paths.ORTLib(paths.Home()), "ONNX Runtime library for the raw baseline")
+	flag.BoolVar(&c.jsonRequests, "json", false, "send JSON tensors instead of the binary extension")
+	flag.Parse()
+	var err error
+	if c.concurrency, err = ints(conc); err == nil {
+		c.rawBatches, err = ints(batches)
+	}
+	if err == nil {
+		err = run(c)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("bad number %q", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+type tensorMeta struct {
+	Name     string  `json:"name"`
+	Datatype string  `json:"datatype"`
+	Shape    []int64 `json:"shape"`
+}
+
+func run(c config) error {
+	fmt.Printf("machine: %d CPUs (GOMAXPROCS %d), %s/%s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
+	raw := 0.0
+	if c.rawModel != "" {
+		var err error
+		if raw, err = rawBaseline(c); err != nil {
+			return err
+		}
+	}
+	body, header, err := buildRequest(c)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("\nserver %s model %s, request %d bytes (%s)\n", c.url, c.model, len(body), map[bool]string{true: "JSON", false: "binary tensors"}[c.jsonRequests])
+	fmt.Printf("%-11s %8s %7s %10s %9s %9s %9s %s\n", "concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "vs raw")
+	for _, n := range c.concurrency {
+		res := load(c, n, body, header)
+		ratio := ""
+		if raw > 0 {
+			ratio = fmt.Sprintf("%.2f", res.throughput/raw)
+		}
+		fmt.Printf("%-11d %8d %7d %10.2f %9.1f %9.1f %9.1f %s\n", n, len(res.latencies), res.errors, res.throughput,
+			ms(res.percentile(0.50)), ms(res.percentile(0.95)), ms(res.percentile(0.99)), ratio)
+		if res.firstErr != nil {
+			fmt.Printf("  first error: %v\n", res.firstErr)
+		}
+	}
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// buildRequest reads the model's metadata and makes one random request.
+func buildRequest(c config) ([]byte, http.Header, error) {
+	resp, err := http.Get(c.url + "/v2/models/" + c.model)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	var meta struct {
+		Inputs []tensorMeta `json:"inputs"`
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, nil, fmt.Errorf("model metadata: %d %s", resp.StatusCode, b)
+	}
+	if err := json.Unmarshal(b, &meta); err != nil {
+		return nil, nil, err
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	var inputs []map[string]any
+	var blobs [][]byte
+	for _, in := range meta.Inputs {
+		shape := slices.Clone(in.Shape)
+		n := 1
+		for i := range shape {
+			if shape[i] < 0 {
+				shape[i] = 1
+			}
+			n *= int(shape[i])
+		}
+		if in.Datatype != "FP32" {
+			return nil, nil, fmt.Errorf("input %s: loadgen makes FP32 inputs only, not %s", in.Name, in.Datatype)
+		}
+		data := make([]float32, n)
+		for i := range data {
+			data[i] = rng.Float32()*4 - 2
+		}
+		m := map[string]any{"name": in.Name, "shape": shape, "datatype": in.Datatype}
+		if c.jsonRequests {
+			m["data"] = data
+		} else {
+			blob := make([]byte, 0, 4*n)
+			for _, f := range data {
+				blob = binary.LittleEndian.AppendUint32(blob, math.Float32bits(f))
+			}
+			m["parameters"] = map[string]any{"binary_data_size": len(blob)}
+			blobs = append(blobs, blob)
+		}
+		inputs = append(inputs, m)
+	}
+	req := map[string]any{"inputs": inputs}
+	if !c.jsonRequests {
+		req["parameters"] = map[string]any{"binary_data_output": true}
+	}
+	js, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	body := js
+	if !c.jsonRequests {
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Inference-Header-Content-Length", strconv.Itoa(len(js)))
+		body = bytes.Join(append([][]byte{js}, blobs...), nil)
+	}
+	return body, h, nil
+}
+
+type result struct {
+	latencies  []time.Duration
+	errors     int
+	firstErr   error
+	throughput float64
+}
+
+func (r result) percentile(p float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	return r.latencies[min(len(r.latencies)-1, int(p*float64(len(r.latencies))))]
+}
+
+// load runs n closed-loop clients: each sends its next request as soon as
+// the last one answers. The warm-up is not measured.
+func load(c config, n int, body []byte, header http.Header) result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
+	defer client.CloseIdleConnections()
+	url := c.url + "/v2/models/" + c.model + "/infer"
+	send := func() error {
+		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+		req.Header = header.Clone()
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	var res result
+	run := func(ctx context.Context, measure bool) {
+		var wg sync.WaitGroup
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					start := time.Now()
+					err := send()
+					if !measure {
+						continue
+					}
+					mu.Lock()
+					if err != nil {
+						res.errors++
+						if res.firstErr == nil {
+							res.firstErr = err
+						}
+					} else if ctx.Err() == nil {
+						res.latencies = append(res.latencies, time.Since(start))
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.warmup)
+	run(ctx, false)
+	cancel()
+	ctx, cancel = context.WithTimeout(context.Background(), c.duration)
+	start := time.Now()
+	run(ctx, true)
+	cancel()
+	res.throughput = float64(len(res.latencies)) / time.Since(start).Seconds()
+	slices.Sort(res.latencies)
+	return res
+}
+
+// rawBaseline measures session.Run throughput (items per second) for each
+// batch size, with one stream on all cores and with one stream per core, and
+// returns the best. The batch dimension is made dynamic where needed.
+func rawBaseline(c config) (float64, error) {
+	model, err := os.ReadFile(c.rawModel)
+	if err != nil {
+		return 0, err
+	}
+	rt, err := inference.NewRuntime(c.ortLib, inference.Device{})
+	if err != nil {
+		return 0, err
+	}
+	defer rt.Close()
+	cores := runtime.NumCPU()
+	fmt.Printf("\nraw session.Run baseline on %s\n%-6s %-8s %-8s %10s\n", c.rawModel, "batch", "streams", "threads", "items/s")
+	best := 0.0
+	for _, streams := range []int{1, cores} {
+		threads := max(1, cores/streams)
+		sess, mode, note, err := rt.NewBatchedSession(model, inference.SessionOptions{IntraOpThreads: threads}, true)
+		if err != nil {
+			return 0, err
+		}
+		for _, batch := range c.rawBatches {
+			if batch > 1 && mode == inference.BatchFixed {
+				fmt.Printf("%-6d skipped: the model does not batch (%s)\n", batch, note)
+				continue
+			}
+			rate, err := rawRate(sess, batch, streams, c.duration/2)
+			if err != nil {
+				sess.Close()
+				return 0, err
+			}
+			fmt.Printf("%-6d %-8d %-8d %10.2f\n", batch, streams, threads, rate)
+			best = max(best, rate)
+		}
+		sess.Close()
+	}
+	fmt.Printf("best raw: %.2f items/s\n", best)
+	return best, nil
+}
+
+func rawRate(sess *inference.Session, batch, streams int, d time.Duration) (float64, error) {
+	info := sess.Inputs()
+	inputs := make([]inference.Tensor, len(info))
+	for i, in := range info {
+		shape := slices.Clone(in.Shape)
+		for j := range shape {
+			if shape[j] < 0 {
+				shape[j] = 1
+			}
+		}
+		shape[0] = int64(batch)
+		n := int64(in.DType.Size())
+		for _, s := range shape {
+			n *= s
+		}
+		inputs[i] = inference.Tensor{DType: in.DType, Shape: shape, Data: make([]byte, n)}
+	}
+	if _, err := sess.Run(inputs); err != nil { // warm-up
+		return 0, err
+	}
+	var mu sync.Mutex
+	var firstErr error
+	count := 0
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for s := 0; s < streams; s++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				_, err := sess.Run(inputs)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				count += batch
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return 0, errors.Join(errors.New("raw run"), firstErr)
+	}
+	return float64(count) / time.Since(start).Seconds(), nil
+}

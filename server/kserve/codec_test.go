@@ -1,0 +1,84 @@
+package kserve
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/imgserve/imgserve/inference"
+)
+
+var sig = []inference.TensorInfo{{Name: "x", DType: inference.FP32, Shape: []int64{-1, 2}}}
+
+func TestNestedAndFlatDataAgree(t *testing.T) {
+	for _, data := range []string{`[1,2,3,4]`, `[[1,2],[3,4]]`, ` [ [1 , 2] ,[3,4] ] `} {
+		body := `{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":` + data + `}]}`
+		_, in, err := DecodeRequest([]byte(body), -1, sig, true, 4)
+		if err != nil {
+			t.Fatalf("%s: %v", data, err)
+		}
+		if got := inference.Values[float32](in[0]); !slices.Equal(got, []float32{1, 2, 3, 4}) {
+			t.Fatalf("%s: %v", data, got)
+		}
+	}
+}
+
+func TestMalformedDataIsBadInput(t *testing.T) {
+	for _, data := range []string{`[1,2,3]`, `[1,2,3,4,5]`, `[[1,2],[3,4]`, `[1,2]]`, `1`, `["1",2,3,4]`, `[1e999,2,3,4]`, `[]`} {
+		body := `{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP32","data":` + data + `}]}`
+		if _, _, err := DecodeRequest([]byte(body), -1, sig, true, 4); !errors.Is(err, ErrBadInput) {
+			t.Errorf("%s: got %v, want ErrBadInput", data, err)
+		}
+	}
+	body := `{"inputs":[{"name":"x","shape":[5,2],"datatype":"FP32","data":[1,2,3,4,5,6,7,8,9,10]}]}`
+	if _, _, err := DecodeRequest([]byte(body), -1, sig, true, 4); !errors.Is(err, ErrBadInput) {
+		t.Errorf("batch over the limit: %v", err)
+	}
+}
+
+func TestIntegerRanges(t *testing.T) {
+	s := []inference.TensorInfo{{Name: "u", DType: inference.UINT8, Shape: []int64{2}}}
+	for data, ok := range map[string]bool{`[0,255]`: true, `[0,256]`: false, `[-1,0]`: false, `[1.5,0]`: false} {
+		body := `{"inputs":[{"name":"u","shape":[2],"datatype":"UINT8","data":` + data + `}]}`
+		_, _, err := DecodeRequest([]byte(body), -1, s, false, 1)
+		if (err == nil) != ok {
+			t.Errorf("%s: err %v", data, err)
+		}
+	}
+}
+
+func TestResponseRoundTrip(t *testing.T) {
+	out := inference.NewTensor([]int64{1, 3}, []int32{-1, 0, 2147483647})
+	body, n, err := EncodeResponse("m", &Request{ID: "7"}, []string{"y"}, []inference.Tensor{out})
+	if err != nil || n != -1 {
+		t.Fatal(err, n)
+	}
+	want := `{"model_name":"m","model_version":"1","id":"7","outputs":[{"name":"y","datatype":"INT32","shape":[1,3],"data":[-1,0,2147483647]}]}`
+	if string(body) != want {
+		t.Fatalf("got %s", body)
+	}
+	body, n, err = EncodeResponse("m", &Request{Parameters: Parameters{"binary_data_output": true}}, []string{"y"}, []inference.Tensor{out})
+	if err != nil || n <= 0 || string(body[n:]) != string(out.Data) {
+		t.Fatalf("binary: %v %d", err, n)
+	}
+	if _, _, err := EncodeResponse("m", &Request{Outputs: []RequestOutput{{Name: "z"}}}, []string{"y"}, []inference.Tensor{out}); !errors.Is(err, ErrBadInput) {
+		t.Fatalf("unknown output: %v", err)
+	}
+}
+
+// FuzzDecodeRequest: no body, however malformed, may panic the decoder.
+func FuzzDecodeRequest(f *testing.F) {
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[1,2]}]}`), -1)
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","parameters":{"binary_data_size":8}}]}12345678`), 87)
+	f.Add([]byte(`{"inputs":[{"name":"x","shape":[1,2],"datatype":"FP32","data":[[1],[2]]}]}`), -1)
+	f.Fuzz(func(t *testing.T, body []byte, headerLen int) {
+		req, in, err := DecodeRequest(body, headerLen, sig, true, 4)
+		if err != nil {
+			return
+		}
+		if req == nil || len(in) != 1 || in[0].Validate() != nil {
+			t.Fatalf("accepted an invalid request: %v", strconv.Quote(string(body)))
+		}
+	})
+}
