@@ -115,6 +115,10 @@ type SessionOptions struct {
 	// Spin lets idle ONNX Runtime threads busy-wait for work. It lowers
 	// latency on an idle machine but burns cores that concurrent runs need.
 	Spin bool
+	// Outputs, when set, restricts the session to these outputs, in this
+	// order. Exports that also return large side outputs (ISNet's feature
+	// maps) would otherwise copy them out on every run.
+	Outputs []string
 }
 
 func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error) {

@@ -3,6 +3,7 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -36,6 +37,11 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 	if err != nil {
 		return nil, err
 	}
+	if len(so.Outputs) > 0 {
+		if outputs, err = selectOutputs(outputs, so.Outputs); err != nil {
+			return nil, err
+		}
+	}
 	opts, err := r.sessionOptions(so)
 	if err != nil {
 		return nil, err
@@ -59,6 +65,18 @@ func tensorInfos(infos []ort.InputOutputInfo) ([]TensorInfo, error) {
 			return nil, fmt.Errorf("%s: unsupported element type %v", info.Name, info.DataType)
 		}
 		out[i] = TensorInfo{Name: info.Name, DType: dt, Shape: append([]int64(nil), info.Dimensions...)}
+	}
+	return out, nil
+}
+
+func selectOutputs(all []TensorInfo, want []string) ([]TensorInfo, error) {
+	var out []TensorInfo
+	for _, name := range want {
+		i := slices.IndexFunc(all, func(t TensorInfo) bool { return t.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("the model has no output %q; its outputs are %v", name, names(all))
+		}
+		out = append(out, all[i])
 	}
 	return out, nil
 }

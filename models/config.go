@@ -42,6 +42,8 @@ type ModelConfig struct {
 	// DynamicBatch allows rewriting a fixed batch dimension of 1 into a
 	// dynamic one when MaxBatchSize > 1. The rewrite is verified at load.
 	DynamicBatch *bool `yaml:"dynamic_batch"`
+	// Outputs restricts the session to these outputs (default: all).
+	Outputs []string `yaml:"outputs"`
 	// Spin lets ONNX Runtime threads busy-wait between runs.
 	Spin     bool     `yaml:"spin"`
 	Batching Batching `yaml:"batching"`

@@ -158,7 +158,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	so := inference.SessionOptions{IntraOpThreads: mc.IntraOpThreads, Spin: mc.Spin}
+	so := inference.SessionOptions{IntraOpThreads: mc.IntraOpThreads, Spin: mc.Spin, Outputs: mc.Outputs}
 	batching := mc.Batching.BatchConfig()
 	var (
 		sess *inference.Session

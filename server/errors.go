@@ -10,6 +10,7 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/preprocess"
 	"github.com/imgserve/imgserve/server/kserve"
 )
 
@@ -50,6 +51,16 @@ func classify(err error) *apiError {
 		return errDraining
 	case errors.Is(err, models.ErrNotReady):
 		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())
+	case errors.Is(err, preprocess.ErrEmpty):
+		return newError(http.StatusBadRequest, "empty_image", "the image is empty")
+	case errors.Is(err, preprocess.ErrUnsupportedFormat):
+		return newError(http.StatusUnsupportedMediaType, "unsupported_image", err.Error())
+	case errors.Is(err, preprocess.ErrTooLarge):
+		return newError(http.StatusRequestEntityTooLarge, "image_too_large", err.Error())
+	case errors.Is(err, preprocess.ErrCorrupt):
+		return newError(http.StatusUnprocessableEntity, "undecodable_image", err.Error())
+	case errors.Is(err, preprocess.ErrInvalidColor):
+		return newError(http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return newError(http.StatusGatewayTimeout, "deadline_exceeded", "request deadline passed before the model answered")
 	case errors.Is(err, context.Canceled):

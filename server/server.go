@@ -18,6 +18,8 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/models/matting"
+	"github.com/imgserve/imgserve/preprocess"
 )
 
 // Options configure a Server.
@@ -31,6 +33,9 @@ type Options struct {
 	RequestTimeout time.Duration
 	// Version is reported by GET /v2.
 	Version string
+	// ImageLimits bound uploaded images, checked from the header before any
+	// pixel is decoded (zero fields take preprocess's defaults: 40 MP).
+	ImageLimits preprocess.Limits
 }
 
 // DefaultMaxBodySize is 64 MiB.
@@ -39,6 +44,7 @@ const DefaultMaxBodySize = 64 << 20
 // Server serves the task API, KServe v2, /v1/models and /metrics.
 type Server struct {
 	opts     Options
+	matting  *matting.Registry
 	http     *fasthttp.Server
 	draining atomic.Bool
 	inflight atomic.Int64
@@ -59,7 +65,7 @@ func New(opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
 	}
-	s := &Server{opts: opts}
+	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry)}
 	s.http = &fasthttp.Server{
 		Handler:                      s.handle,
 		Name:                         "imgserve",
