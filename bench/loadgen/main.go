@@ -42,6 +42,8 @@ type config struct {
 	rawBatches   []int
 	ortLib       string
 	jsonRequests bool
+	image        string
+	path         string
 }
 
 func main() {
@@ -56,6 +58,8 @@ func main() {
 	flag.StringVar(&batches, "raw-batch", "1,2,4", "batch sizes for the raw baseline")
 	flag.StringVar(&c.ortLib, "ort-lib", paths.ORTLib(paths.Home()), "ONNX Runtime library for the raw baseline")
 	flag.BoolVar(&c.jsonRequests, "json", false, "send JSON tensors instead of the binary extension")
+	flag.StringVar(&c.image, "image", "", "send this image file to -path instead of KServe tensors")
+	flag.StringVar(&c.path, "path", "/v1/remove-background?model=u2netp", "task API path for -image")
 	flag.Parse()
 	var err error
 	if c.concurrency, err = ints(conc); err == nil {
@@ -97,14 +101,21 @@ func run(c config) error {
 			return err
 		}
 	}
+	target := c.url + "/v2/models/" + c.model + "/infer"
 	body, header, err := buildRequest(c)
+	kind := map[bool]string{true: "JSON", false: "binary tensors"}[c.jsonRequests]
+	if c.image != "" {
+		target, kind = c.url+c.path, "image"
+		body, err = os.ReadFile(c.image)
+		header = http.Header{"Content-Type": {"application/octet-stream"}}
+	}
 	if err != nil {
 		return err
 	}
-	fmt.Printf("\nserver %s model %s, request %d bytes (%s)\n", c.url, c.model, len(body), map[bool]string{true: "JSON", false: "binary tensors"}[c.jsonRequests])
+	fmt.Printf("\nPOST %s, request %d bytes (%s)\n", target, len(body), kind)
 	fmt.Printf("%-11s %8s %7s %10s %9s %9s %9s %s\n", "concurrency", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "vs raw")
 	for _, n := range c.concurrency {
-		res := load(c, n, body, header)
+		res := load(c, target, n, body, header)
 		ratio := ""
 		if raw > 0 {
 			ratio = fmt.Sprintf("%.2f", res.throughput/raw)
@@ -122,6 +133,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // buildRequest reads the model's metadata and makes one random request.
 func buildRequest(c config) ([]byte, http.Header, error) {
+	if c.image != "" {
+		return nil, nil, nil
+	}
 	resp, err := http.Get(c.url + "/v2/models/" + c.model)
 	if err != nil {
 		return nil, nil, err
@@ -203,10 +217,9 @@ func (r result) percentile(p float64) time.Duration {
 
 // load runs n closed-loop clients: each sends its next request as soon as
 // the last one answers. The warm-up is not measured.
-func load(c config, n int, body []byte, header http.Header) result {
+func load(c config, url string, n int, body []byte, header http.Header) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
 	defer client.CloseIdleConnections()
-	url := c.url + "/v2/models/" + c.model + "/infer"
 	send := func() error {
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
 		req.Header = header.Clone()
