@@ -8,6 +8,8 @@ import (
 	"image/png"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -188,17 +190,56 @@ func BenchmarkEncodePNG(b *testing.B) {
 	b.ReportMetric(float64(n), "bytes")
 }
 
-// BenchmarkEncodePNGDefault is the stdlib default level, for comparison.
-func BenchmarkEncodePNGDefault(b *testing.B) {
-	cut := benchCutout()
-	var n int64
-	b.ReportAllocs()
-	for b.Loop() {
-		c := &countWriter{}
-		png.Encode(c, cut)
-		n = c.n
+// rembgCloth is rembg's real cloth-1 cutout (739x1134, photo texture),
+// rebuilt from the shared reference output; nil when it is absent.
+var rembgCloth = sync.OnceValue(func() *image.NRGBA {
+	src, err1 := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "cloth-1.jpg"))
+	out, err2 := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "cloth-1.u2netp.png"))
+	if err1 != nil || err2 != nil {
+		return nil
 	}
-	b.ReportMetric(float64(n), "bytes")
+	img, _, err := Decode(src, Limits{})
+	if err != nil {
+		return nil
+	}
+	ref, err := png.Decode(bytes.NewReader(out))
+	if err != nil {
+		return nil
+	}
+	m := image.NewGray(img.Rect)
+	for i, p := 0, ToNRGBA(ref).Pix; i < len(m.Pix); i++ {
+		m.Pix[i] = p[4*i+3]
+	}
+	cut, _ := Cutout(img, m)
+	return cut
+})
+
+// BenchmarkEncodePNGCloth compares PNG writers on a real cutout: ours, and
+// image/png at BestSpeed and at its default level.
+func BenchmarkEncodePNGCloth(b *testing.B) {
+	cut := rembgCloth()
+	if cut == nil {
+		b.Skip("shared rembg testdata not available")
+	}
+	for _, c := range []struct {
+		name string
+		enc  func(io.Writer, image.Image) error
+	}{
+		{"ours", EncodePNG},
+		{"stdlib-bestspeed", (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode},
+		{"stdlib-default", png.Encode},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var n int64
+			b.ReportAllocs()
+			for b.Loop() {
+				w := &countWriter{}
+				c.enc(w, cut)
+				n = w.n
+			}
+			b.ReportMetric(float64(n), "bytes")
+		})
+	}
 }
 
 func BenchmarkEncodeJPEG(b *testing.B) {
@@ -213,23 +254,37 @@ func BenchmarkEncodeJPEG(b *testing.B) {
 	b.ReportMetric(float64(n), "bytes")
 }
 
-// BenchmarkRembgPipeline is everything rembg does around the model for
-// remove(): decode, resize + normalise, mask from the prediction, cutout,
-// PNG encode.
+// BenchmarkRembgPipeline is everything rembg's remove() does around the
+// model: decode, resize + normalise, mask from the prediction, cutout, PNG
+// encode; on the synthetic 1 MP photo and on rembg's real cloth-1.jpg.
 func BenchmarkRembgPipeline(b *testing.B) {
-	data, _ := benchData()
+	synthetic, _ := benchData()
+	inputs := []struct {
+		name string
+		data []byte
+	}{{"synthetic-1152x864", synthetic}}
+	if cloth, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "cloth-1.jpg")); err == nil {
+		inputs = append(inputs, struct {
+			name string
+			data []byte
+		}{"cloth-739x1134", cloth})
+	}
 	pred := benchPred()
 	dst := make([]float32, 3*320*320)
-	b.ReportAllocs()
-	for b.Loop() {
-		img, _, err := Decode(data, Limits{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		PackNCHW(dst, ResizeRGB(img, 320, 320, Lanczos3), NormRembg)
-		m, _ := MaskFromPrediction(pred, 320, 320, img.Rect.Dx(), img.Rect.Dy())
-		cut, _ := Cutout(img, m)
-		EncodePNG(io.Discard, cut)
+	for _, in := range inputs {
+		b.Run(in.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				img, _, err := Decode(in.data, Limits{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				PackNCHW(dst, ResizeRGB(img, 320, 320, Lanczos3), NormRembg)
+				m, _ := MaskFromPrediction(pred, 320, 320, img.Rect.Dx(), img.Rect.Dy())
+				cut, _ := Cutout(img, m)
+				EncodePNG(io.Discard, cut)
+			}
+		})
 	}
 }
 

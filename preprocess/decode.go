@@ -307,7 +307,7 @@ func IsImageContentType(ct string) bool {
 	if err != nil {
 		return false
 	}
-	return strings.HasPrefix(mt, "image/") && len(mt) > len("image/") ||
+	return (strings.HasPrefix(mt, "image/") && len(mt) > len("image/")) ||
 		mt == "application/octet-stream" || mt == "binary/octet-stream"
 }
 

@@ -28,7 +28,7 @@ func TestDecodeFormats(t *testing.T) {
 		exact bool // lossless: pixels must equal src (or pal)
 	}{
 		{"jpeg", encodeJPEG(t, src, 95), FormatJPEG, 37, 23, false},
-		{"png", encodePNG(t, src), FormatPNG, 37, 23, true},
+		{"png", encodeTestPNG(t, src), FormatPNG, 37, 23, true},
 		{"gif", encodeGIF(t, pal), FormatGIF, 37, 23, true},
 		{"bmp", encodeBMP(t, src), FormatBMP, 37, 23, true},
 		{"webp lossy", readTestdata(t, "lossy_61x37.webp"), FormatWebP, 61, 37, false},
@@ -146,7 +146,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestDecodeLimits(t *testing.T) {
-	data := encodePNG(t, synthNRGBA(300, 200))
+	data := encodeTestPNG(t, synthNRGBA(300, 200))
 	for _, c := range []struct {
 		lim Limits
 		ok  bool
@@ -227,7 +227,7 @@ func TestDecodeTruncated(t *testing.T) {
 	samples := map[string][]byte{
 		"jpeg":             encodeJPEG(t, src, 90),
 		"jpeg progressive": progressive,
-		"png":              encodePNG(t, src),
+		"png":              encodeTestPNG(t, src),
 		"gif":              encodeGIF(t, pal),
 		"bmp":              encodeBMP(t, src),
 		"webp lossy":       readTestdata(t, "lossy_61x37.webp"),
@@ -297,7 +297,7 @@ func TestDecodeGIF(t *testing.T) {
 func TestDecode16BitPNG(t *testing.T) {
 	m := image.NewNRGBA64(image.Rect(0, 0, 3, 2))
 	m.SetNRGBA64(1, 1, color.NRGBA64{0xABCD, 0x1234, 0xFF00, 0x80FF})
-	img, info, err := Decode(encodePNG(t, m), Limits{})
+	img, info, err := Decode(encodeTestPNG(t, m), Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestDecode16BitPNG(t *testing.T) {
 	}
 	g := image.NewGray16(image.Rect(0, 0, 2, 2))
 	g.SetGray16(1, 0, color.Gray16{0x7F80})
-	img, info, err = Decode(encodePNG(t, g), Limits{})
+	img, info, err = Decode(encodeTestPNG(t, g), Limits{})
 	if err != nil || img.NRGBAAt(1, 0) != (color.NRGBA{0x7F, 0x7F, 0x7F, 0xFF}) || info.HasAlpha {
 		t.Errorf("gray16: %v %v %+v", err, img.NRGBAAt(1, 0), info)
 	}

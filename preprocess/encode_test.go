@@ -54,7 +54,7 @@ func TestEncodeStripsMetadata(t *testing.T) {
 	jpg := insertJPEGSegment(base, 0xE1, append([]byte("Exif\x00\x00"), gpsTIFF(binary.BigEndian, 1)...))
 	jpg = insertJPEGSegment(jpg, 0xE1, append([]byte("http://ns.adobe.com/xap/1.0/\x00"), `<x:xmpmeta exif:GPSLatitude="12,34.9N"/>`...))
 	jpg = insertJPEGSegment(jpg, 0xFE, []byte("GPS comment SecretPhone"))
-	pngIn := insertPNGChunk(encodePNG(t, synthNRGBA(64, 48)), pngChunk("eXIf", gpsTIFF(binary.LittleEndian, 1)))
+	pngIn := insertPNGChunk(encodeTestPNG(t, synthNRGBA(64, 48)), pngChunk("eXIf", gpsTIFF(binary.LittleEndian, 1)))
 	pngIn = insertPNGChunk(pngIn, pngChunk("tEXt", []byte("Comment\x00GPS SecretPhone")))
 	for name, in := range map[string][]byte{"jpeg": jpg, "png": pngIn} {
 		if !bytes.Contains(in, []byte("SecretPhone")) || !bytes.Contains(in, []byte("Exif")) && !bytes.Contains(in, []byte("eXIf")) {

@@ -33,7 +33,7 @@ func wantOriented(o, x, y, w, h int) (int, int) {
 func TestOrientationPNG(t *testing.T) {
 	const w, h = 5, 3
 	src := distinctNRGBA(w, h)
-	plain := encodePNG(t, src)
+	plain := encodeTestPNG(t, src)
 	for o := 1; o <= 8; o++ {
 		for _, bo := range []byteOrder{binary.LittleEndian, binary.BigEndian} {
 			data := insertPNGChunk(plain, pngChunk("eXIf", orientationTIFF(bo, uint16(o))))

@@ -29,7 +29,7 @@ func encodeJPEG(t testing.TB, img image.Image, q int) []byte {
 	return b.Bytes()
 }
 
-func encodePNG(t testing.TB, img image.Image) []byte {
+func encodeTestPNG(t testing.TB, img image.Image) []byte {
 	t.Helper()
 	var b bytes.Buffer
 	if err := png.Encode(&b, img); err != nil {

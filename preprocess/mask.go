@@ -80,37 +80,27 @@ func PostProcessMask(m *image.Gray) *image.Gray {
 }
 
 // crossMorph applies a 3x3 cross min (erode) or max (dilate) filter.
+// Missing neighbours at the border are replaced by the pixel itself, which
+// leaves a min or max unchanged: OpenCV's default morphology border.
 func crossMorph(dst, src []byte, w, h int, dilate bool) {
-	pick := func(a, b byte) byte {
-		if (a < b) == dilate {
-			return b
-		}
-		return a
-	}
 	for y := 0; y < h; y++ {
 		row := src[y*w : y*w+w]
-		out := dst[y*w : y*w+w]
-		var up, down []byte
+		up, down := row, row
 		if y > 0 {
 			up = src[(y-1)*w : y*w]
 		}
 		if y+1 < h {
 			down = src[(y+1)*w : (y+2)*w]
 		}
-		for x, v := range row {
-			if x > 0 {
-				v = pick(v, row[x-1])
+		out := dst[y*w : y*w+w]
+		if dilate {
+			for x := range out {
+				out[x] = max(row[max(x-1, 0)], row[x], row[min(x+1, w-1)], up[x], down[x])
 			}
-			if x+1 < w {
-				v = pick(v, row[x+1])
+		} else {
+			for x := range out {
+				out[x] = min(row[max(x-1, 0)], row[x], row[min(x+1, w-1)], up[x], down[x])
 			}
-			if up != nil {
-				v = pick(v, up[x])
-			}
-			if down != nil {
-				v = pick(v, down[x])
-			}
-			out[x] = v
 		}
 	}
 }
@@ -136,32 +126,35 @@ func reflect101(p, n int) int {
 // OpenCV's fixed point: row sums exact with 8 fractional bits, column sums
 // with 16, rounded half up to 8 bits.
 func gaussianBlur5(dst, src []byte, w, h int) {
-	rows := make([]uint32, w*h)
+	rows := make([]uint16, w*h) // row sums, at most 256*255: fits 16 bits
 	for y := 0; y < h; y++ {
 		s := src[y*w : y*w+w]
 		r := rows[y*w : y*w+w]
 		for x := range r {
-			var acc uint32
 			if x >= 2 && x+2 < w {
-				acc = gaussK[0]*uint32(s[x-2]) + gaussK[1]*uint32(s[x-1]) + gaussK[2]*uint32(s[x]) +
-					gaussK[3]*uint32(s[x+1]) + gaussK[4]*uint32(s[x+2])
-			} else {
-				for k := -2; k <= 2; k++ {
-					acc += gaussK[k+2] * uint32(s[reflect101(x+k, w)])
-				}
+				q := s[x-2 : x+3 : x+3]
+				r[x] = uint16(gaussK[0]*uint32(q[0]) + gaussK[1]*uint32(q[1]) + gaussK[2]*uint32(q[2]) +
+					gaussK[3]*uint32(q[3]) + gaussK[4]*uint32(q[4]))
+				continue
 			}
-			r[x] = acc
+			var acc uint32
+			for k := -2; k <= 2; k++ {
+				acc += gaussK[k+2] * uint32(s[reflect101(x+k, w)])
+			}
+			r[x] = uint16(acc)
 		}
 	}
 	for y := 0; y < h; y++ {
-		var r [5][]uint32
+		var r [5][]uint16
 		for k := -2; k <= 2; k++ {
 			yy := reflect101(y+k, h)
 			r[k+2] = rows[yy*w : yy*w+w]
 		}
 		out := dst[y*w : y*w+w]
+		r0, r1, r2, r3, r4 := r[0][:len(out)], r[1][:len(out)], r[2][:len(out)], r[3][:len(out)], r[4][:len(out)]
 		for x := range out {
-			acc := gaussK[0]*r[0][x] + gaussK[1]*r[1][x] + gaussK[2]*r[2][x] + gaussK[3]*r[3][x] + gaussK[4]*r[4][x]
+			acc := gaussK[0]*uint32(r0[x]) + gaussK[1]*uint32(r1[x]) + gaussK[2]*uint32(r2[x]) +
+				gaussK[3]*uint32(r3[x]) + gaussK[4]*uint32(r4[x])
 			out[x] = byte((acc + 1<<15) >> 16)
 		}
 	}

@@ -173,3 +173,25 @@ func TestNfntDiffersFromPIL(t *testing.T) {
 		t.Error("nfnt now matches PIL; reconsider using it")
 	}
 }
+
+func TestResizeDegenerateSizes(t *testing.T) {
+	src := synthNRGBA(10, 10)
+	for _, wh := range [][2]int{{0, 5}, {5, 0}, {-3, 4}} {
+		if r := ResizeRGB(src, wh[0], wh[1], Lanczos3); !r.Rect.Empty() {
+			t.Errorf("ResizeRGB %v: %v", wh, r.Rect)
+		}
+		if r := ResizeGray(synthGray(4, 4), wh[0], wh[1], Bilinear); !r.Rect.Empty() {
+			t.Errorf("ResizeGray %v: %v", wh, r.Rect)
+		}
+	}
+	if r := ResizeRGB(image.NewNRGBA(image.Rectangle{}), 4, 4, Bicubic); !r.Rect.Empty() {
+		t.Errorf("empty source: %v", r.Rect)
+	}
+	// Extreme ratios stay finite and correctly sized.
+	if r := ResizeRGB(synthNRGBA(3000, 2), 1, 1, Lanczos3); r.Rect.Dx() != 1 {
+		t.Error("3000:1 downscale")
+	}
+	if r := ResizeGray(synthGray(1, 1), 500, 3, Lanczos3); r.Pix[0] != synthPix(0, 0, 0) || r.Pix[1499] != synthPix(0, 0, 0) {
+		t.Error("1x1 upscale must replicate the pixel")
+	}
+}

@@ -10,9 +10,12 @@ import "image"
 // code below the only remaining difference is the IDCT (max 3 levels, <3%
 // of samples on the rembg test images).
 
-// libjpeg's jdcolor.c tables: SCALEBITS=16 fixed point, ONE_HALF rounding.
+// libjpeg's jdcolor.c tables: SCALEBITS=16 fixed point, ONE_HALF rounding;
+// rangeLimit clamps y+offset (offset by 256, masked to 10 bits so the
+// compiler drops the bounds check) like libjpeg's range_limit table.
 var (
 	jpegCrR, jpegCbB, jpegCrG, jpegCbG [256]int32
+	rangeLimit                         [1024]byte
 )
 
 func init() {
@@ -24,6 +27,9 @@ func init() {
 		jpegCbB[i] = (fix(1.77200)*x + oneHalf) >> 16
 		jpegCrG[i] = -fix(0.71414) * x
 		jpegCbG[i] = -fix(0.34414)*x + oneHalf
+	}
+	for i := range rangeLimit {
+		rangeLimit[i] = clamp8(int32(i - 256))
 	}
 }
 
@@ -90,14 +96,23 @@ func jpegYCbCrToNRGBA(m *image.YCbCr) *image.NRGBA {
 			cbRow = replicate(m.Cb[cy*m.CStride:][:cw], hx, cb[:0])
 			crRow = replicate(m.Cr[cy*m.CStride:][:cw], hx, cr[:0])
 		}
-		yRow := m.Y[y*m.YStride:][:w]
-		d := dst.Pix[y*dst.Stride:][:4*w]
-		cbRow, crRow = cbRow[:w], crRow[:w]
-		for x, yy := range yRow {
-			d[4*x], d[4*x+1], d[4*x+2], d[4*x+3] = jpegRGB(yy, cbRow[x], crRow[x])
-		}
+		ycbcrRow(dst.Pix[y*dst.Stride:][:4*w], m.Y[y*m.YStride:][:w], cbRow[:w], crRow[:w])
 	}
 	return dst
+}
+
+// ycbcrRow is libjpeg's ycc_rgb_convert for one row.
+func ycbcrRow(d, yRow, cbRow, crRow []byte) {
+	cbRow, crRow = cbRow[:len(yRow)], crRow[:len(yRow)]
+	for x, v := range yRow {
+		yy := int32(v) + 256
+		cb, cr := cbRow[x], crRow[x]
+		p := d[4*x : 4*x+4 : 4*x+4]
+		p[0] = rangeLimit[(yy+jpegCrR[cr])&1023]
+		p[1] = rangeLimit[(yy+(jpegCbG[cb]+jpegCrG[cr])>>16)&1023]
+		p[2] = rangeLimit[(yy+jpegCbB[cb])&1023]
+		p[3] = 0xFF
+	}
 }
 
 func jpegRGB(y, cb, cr byte) (r, g, b, a byte) {
@@ -151,16 +166,16 @@ func upsampleV(p []byte, stride, cw, ch, y int, h2 bool, colsum []int32, out []b
 	for i := range colsum {
 		colsum[i] = 3*int32(r0[i]) + int32(r1[i])
 	}
+	// Interior columns without edge tests; the first and last use their
+	// own sample as the missing neighbour, as libjpeg's special cases do.
 	out = out[:2*cw]
-	last := colsum[0]
-	for c, this := range colsum {
-		next := this
-		if c+1 < cw {
-			next = colsum[c+1]
-		}
-		out[2*c] = byte((3*this + last + 8) >> 4)
-		out[2*c+1] = byte((3*this + next + 7) >> 4)
-		last = this
+	out[0] = byte((4*colsum[0] + 8) >> 4)
+	out[2*cw-1] = byte((4*colsum[cw-1] + 7) >> 4)
+	for c := 1; c < cw; c++ {
+		last, this := colsum[c-1], colsum[c]
+		o := out[2*c-1 : 2*c+1 : 2*c+1]
+		o[0] = byte((3*last + this + 7) >> 4) // odd column of sample c-1
+		o[1] = byte((3*this + last + 8) >> 4) // even column of sample c
 	}
 	return out
 }
