@@ -147,7 +147,7 @@ func f16ToF32(h uint16) float32 {
 
 func TestBytesAndPath(t *testing.T) {
 	names := Names()
-	if len(names) != 14 {
+	if len(names) != 15 {
 		t.Fatalf("got %d models: %v", len(names), names)
 	}
 	for _, n := range names {
@@ -213,6 +213,7 @@ func TestSignatures(t *testing.T) {
 	dec2In, dec2Out := decoderSig(2, 4, 16)
 	want := map[string][2][]sig{
 		AffineF32:     {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
+		AffineDyn:     {{{"x", f32, []int64{-1, -1}}}, {{"y", f32, []int64{-1, -1}}}},
 		SlowAffine:    {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
 		Fixed1Affine:  {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}, {"sum", f32, []int64{1, 1}}}},
 		Fixed1Reshape: {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}}},
