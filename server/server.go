@@ -17,6 +17,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/imgserve/imgserve/index"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
@@ -36,6 +37,10 @@ type Options struct {
 	// ImageLimits bound uploaded images, checked from the header before any
 	// pixel is decoded (zero fields take preprocess's defaults: 40 MP).
 	ImageLimits preprocess.Limits
+	// Index holds the collections of /v1/collections; nil starts an empty
+	// one. It lives in memory: nothing reaches the disk unless the caller
+	// snapshots it (index.Store.Snapshot).
+	Index *index.Store
 }
 
 // DefaultMaxBodySize is 64 MiB.
@@ -64,6 +69,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(opts.Registry)
+	}
+	if opts.Index == nil {
+		opts.Index = index.NewStore()
 	}
 	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry)}
 	s.http = &fasthttp.Server{

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/imgserve/imgserve/index"
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/models"
@@ -51,6 +53,7 @@ type options struct {
 	requestTimeout time.Duration
 	drainTimeout   time.Duration
 	logFormat      string
+	indexSnapshot  string
 }
 
 func main() {
@@ -75,6 +78,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", time.Minute, "deadline for one request (504 after)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.indexSnapshot, "index-snapshot", "", "opt-in: load the search collections (vectors and ids only) from this file at start and save them to it on shutdown; off when empty")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -105,6 +109,23 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// loadIndex opens the opt-in snapshot; without one the collections live in
+// memory only and end with the process.
+func loadIndex(path string, log *slog.Logger) (*index.Store, error) {
+	if path == "" {
+		return index.NewStore(), nil
+	}
+	store, err := index.LoadSnapshot(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		log.Info("no index snapshot yet; starting empty", "path", path)
+		return index.NewStore(), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("loading the index snapshot: %w", err)
+	}
+	return store, nil
+}
+
 func serve(o options, log *slog.Logger) error {
 	device, err := inference.ParseDevice(o.device)
 	if err != nil {
@@ -120,6 +141,10 @@ func serve(o options, log *slog.Logger) error {
 	}
 	defer rt.Close()
 
+	store, err := loadIndex(o.indexSnapshot, log)
+	if err != nil {
+		return err
+	}
 	var metrics *server.Metrics
 	reg := models.NewRegistry(cfg, models.Options{
 		ModelsDir:    o.modelsDir,
@@ -136,6 +161,7 @@ func serve(o options, log *slog.Logger) error {
 		MaxBodySize:    o.maxBodySize,
 		RequestTimeout: o.requestTimeout,
 		Version:        version,
+		Index:          store,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -168,6 +194,12 @@ func serve(o options, log *slog.Logger) error {
 	err = srv.Shutdown(ctx)
 	<-loaded
 	reg.Close()
+	if o.indexSnapshot != "" {
+		if serr := store.Snapshot(o.indexSnapshot); serr != nil {
+			return errors.Join(err, fmt.Errorf("saving the index snapshot: %w", serr))
+		}
+		log.Info("index snapshot saved", "path", o.indexSnapshot)
+	}
 	if err != nil {
 		return err
 	}
