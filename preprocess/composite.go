@@ -29,21 +29,23 @@ func Cutout(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
 		return nil, fmt.Errorf("%w: Cutout: image %dx%d, mask %dx%d", ErrSize, w, h, mask.Rect.Dx(), mask.Rect.Dy())
 	}
 	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
-	for y := 0; y < h; y++ {
-		s := img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w]
-		m := mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w]
-		d := dst.Pix[y*dst.Stride:][:4*w]
-		for x, a := range m {
-			switch a {
-			case 0: // dst is already transparent black
-			case 255:
-				copy(d[4*x:4*x+4], s[4*x:4*x+4])
-			default:
-				p, q, k := s[4*x:4*x+4], d[4*x:4*x+4], uint32(a)
-				q[0], q[1], q[2], q[3] = div255(uint32(p[0])*k), div255(uint32(p[1])*k), div255(uint32(p[2])*k), div255(uint32(p[3])*k)
+	forBands(h, 9*w*h, func(lo, hi int) {
+		for y := lo; y < hi; y++ {
+			s := img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w]
+			m := mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w]
+			d := dst.Pix[y*dst.Stride:][:4*w]
+			for x, a := range m {
+				switch a {
+				case 0: // dst is already transparent black
+				case 255:
+					copy(d[4*x:4*x+4], s[4*x:4*x+4])
+				default:
+					p, q, k := s[4*x:4*x+4], d[4*x:4*x+4], uint32(a)
+					q[0], q[1], q[2], q[3] = div255(uint32(p[0])*k), div255(uint32(p[1])*k), div255(uint32(p[2])*k), div255(uint32(p[3])*k)
+				}
 			}
 		}
-	}
+	})
 	return dst, nil
 }
 

@@ -77,27 +77,29 @@ func jpegYCbCrToNRGBA(m *image.YCbCr) *image.NRGBA {
 	}
 	fancyH := hx == 2 && cw > 2 // libjpeg: downsampled_width > 2
 	fancyV := vy == 2 && (hx == 1 || fancyH)
-	cb := make([]byte, hx*cw)
-	cr := make([]byte, hx*cw)
-	colsum := make([]int32, cw)
-	for y := 0; y < h; y++ {
-		var cbRow, crRow []byte
-		switch {
-		case hx == 1 && vy == 1:
-			cbRow, crRow = m.Cb[y*m.CStride:][:w], m.Cr[y*m.CStride:][:w]
-		case fancyV:
-			cbRow = upsampleV(m.Cb, m.CStride, cw, ch, y, fancyH, colsum, cb)
-			crRow = upsampleV(m.Cr, m.CStride, cw, ch, y, fancyH, colsum, cr)
-		case fancyH: // h2v1
-			cbRow = upsampleH2V1(m.Cb[y*m.CStride:][:cw], cb)
-			crRow = upsampleH2V1(m.Cr[y*m.CStride:][:cw], cr)
-		default: // box replication
-			cy := y / vy
-			cbRow = replicate(m.Cb[cy*m.CStride:][:cw], hx, cb[:0])
-			crRow = replicate(m.Cr[cy*m.CStride:][:cw], hx, cr[:0])
+	forBands(h, 5*w*h, func(lo, hi int) {
+		cb := make([]byte, hx*cw)
+		cr := make([]byte, hx*cw)
+		colsum := make([]int32, cw)
+		for y := lo; y < hi; y++ {
+			var cbRow, crRow []byte
+			switch {
+			case hx == 1 && vy == 1:
+				cbRow, crRow = m.Cb[y*m.CStride:][:w], m.Cr[y*m.CStride:][:w]
+			case fancyV:
+				cbRow = upsampleV(m.Cb, m.CStride, cw, ch, y, fancyH, colsum, cb)
+				crRow = upsampleV(m.Cr, m.CStride, cw, ch, y, fancyH, colsum, cr)
+			case fancyH: // h2v1
+				cbRow = upsampleH2V1(m.Cb[y*m.CStride:][:cw], cb)
+				crRow = upsampleH2V1(m.Cr[y*m.CStride:][:cw], cr)
+			default: // box replication
+				cy := y / vy
+				cbRow = replicate(m.Cb[cy*m.CStride:][:cw], hx, cb[:0])
+				crRow = replicate(m.Cr[cy*m.CStride:][:cw], hx, cr[:0])
+			}
+			ycbcrRow(dst.Pix[y*dst.Stride:][:4*w], m.Y[y*m.YStride:][:w], cbRow[:w], crRow[:w])
 		}
-		ycbcrRow(dst.Pix[y*dst.Stride:][:4*w], m.Y[y*m.YStride:][:w], cbRow[:w], crRow[:w])
-	}
+	})
 	return dst
 }
 

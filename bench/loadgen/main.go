@@ -131,6 +131,18 @@ func run(c config) error {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// requestRNG and randomValues make the one random input that both the
+// server and the raw baseline run on, so that both do the same arithmetic.
+func requestRNG() *rand.Rand { return rand.New(rand.NewPCG(1, 1)) }
+
+func randomValues(rng *rand.Rand, n int) []float32 {
+	data := make([]float32, n)
+	for i := range data {
+		data[i] = rng.Float32()*4 - 2
+	}
+	return data
+}
+
 // buildRequest reads the model's metadata and makes one random request.
 func buildRequest(c config) ([]byte, http.Header, error) {
 	if c.image != "" {
@@ -151,7 +163,7 @@ func buildRequest(c config) ([]byte, http.Header, error) {
 	if err := json.Unmarshal(b, &meta); err != nil {
 		return nil, nil, err
 	}
-	rng := rand.New(rand.NewPCG(1, 1))
+	rng := requestRNG()
 	var inputs []map[string]any
 	var blobs [][]byte
 	for _, in := range meta.Inputs {
@@ -166,10 +178,7 @@ func buildRequest(c config) ([]byte, http.Header, error) {
 		if in.Datatype != "FP32" {
 			return nil, nil, fmt.Errorf("input %s: loadgen makes FP32 inputs only, not %s", in.Name, in.Datatype)
 		}
-		data := make([]float32, n)
-		for i := range data {
-			data[i] = rng.Float32()*4 - 2
-		}
+		data := randomValues(rng, n)
 		m := map[string]any{"name": in.Name, "shape": shape, "datatype": in.Datatype}
 		if c.jsonRequests {
 			m["data"] = data
@@ -216,19 +225,29 @@ func (r result) percentile(p float64) time.Duration {
 }
 
 // load runs n closed-loop clients: each sends its next request as soon as
-// the last one answers. The warm-up is not measured.
+// the last one answers. The clients run without a pause through the
+// warm-up and the measured window, and only requests that complete inside
+// the window count, so the rate is completions per second of steady state:
+// neither the ramp-up nor the drain at the end (which at high concurrency
+// lasts a whole queue's worth of latency) is in it.
 func load(c config, url string, n int, body []byte, header http.Header) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
 	defer client.CloseIdleConnections()
+	from := time.Now().Add(c.warmup)
+	to := from.Add(c.duration)
+	ctx, cancel := context.WithDeadline(context.Background(), to)
+	defer cancel()
 	send := func() error {
-		req, _ := http.NewRequest("POST", url, bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 		req.Header = header.Clone()
 		resp, err := client.Do(req)
 		if err != nil {
 			return err
 		}
 		defer resp.Body.Close()
-		io.Copy(io.Discard, resp.Body)
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return err
+		}
 		if resp.StatusCode != 200 {
 			return fmt.Errorf("status %d", resp.StatusCode)
 		}
@@ -236,41 +255,31 @@ func load(c config, url string, n int, body []byte, header http.Header) result {
 	}
 	var mu sync.Mutex
 	var res result
-	run := func(ctx context.Context, measure bool) {
-		var wg sync.WaitGroup
-		for i := 0; i < n; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for ctx.Err() == nil {
-					start := time.Now()
-					err := send()
-					if !measure {
-						continue
-					}
-					mu.Lock()
-					if err != nil {
-						res.errors++
-						if res.firstErr == nil {
-							res.firstErr = err
-						}
-					} else if ctx.Err() == nil {
-						res.latencies = append(res.latencies, time.Since(start))
-					}
-					mu.Unlock()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				start := time.Now()
+				err := send()
+				end := time.Now()
+				if end.Before(from) || ctx.Err() != nil {
+					continue // warm-up, or cut off at the end of the window
 				}
-			}()
-		}
-		wg.Wait()
+				mu.Lock()
+				if err != nil {
+					res.errors++
+					if res.firstErr == nil {
+						res.firstErr = err
+					}
+				} else {
+					res.latencies = append(res.latencies, end.Sub(start))
+				}
+				mu.Unlock()
+			}
+		})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.warmup)
-	run(ctx, false)
-	cancel()
-	ctx, cancel = context.WithTimeout(context.Background(), c.duration)
-	start := time.Now()
-	run(ctx, true)
-	cancel()
-	res.throughput = float64(len(res.latencies)) / time.Since(start).Seconds()
+	wg.Wait()
+	res.throughput = float64(len(res.latencies)) / c.duration.Seconds()
 	slices.Sort(res.latencies)
 	return res
 }
@@ -319,6 +328,7 @@ func rawBaseline(c config) (float64, error) {
 func rawRate(sess *inference.Session, batch, streams int, d time.Duration) (float64, error) {
 	info := sess.Inputs()
 	inputs := make([]inference.Tensor, len(info))
+	rng := requestRNG()
 	for i, in := range info {
 		shape := slices.Clone(in.Shape)
 		for j := range shape {
@@ -326,12 +336,21 @@ func rawRate(sess *inference.Session, batch, streams int, d time.Duration) (floa
 				shape[j] = 1
 			}
 		}
-		shape[0] = int64(batch)
-		n := int64(in.DType.Size())
-		for _, s := range shape {
-			n *= s
+		if in.DType != inference.FP32 {
+			return 0, fmt.Errorf("input %s: loadgen makes FP32 inputs only, not %v", in.Name, in.DType)
 		}
-		inputs[i] = inference.Tensor{DType: in.DType, Shape: shape, Data: make([]byte, n)}
+		row := 1
+		for _, s := range shape[1:] {
+			row *= int(s)
+		}
+		shape[0] = int64(batch)
+		// Every row is the server's request, the same values.
+		values := randomValues(rng, row)
+		data := make([]float32, 0, batch*row)
+		for range batch {
+			data = append(data, values...)
+		}
+		inputs[i] = inference.NewTensor(shape, data)
 	}
 	if _, err := sess.Run(inputs); err != nil { // warm-up
 		return 0, err
