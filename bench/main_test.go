@@ -4,26 +4,18 @@
 package bench
 
 import (
-	"fmt"
-	"os"
 	"testing"
 
 	"github.com/imgserve/imgserve/inference"
-	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/internal/testruntime"
 )
 
 // benchRuntime is the process's one ONNX Runtime environment; every
 // benchmark file in this package uses it.
 var benchRuntime *inference.Runtime
 
+// TestMain loads the real ONNX Runtime once and fails the run if a
+// goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	rt, err := inference.NewRuntime(paths.ORTLib(paths.RepoHome()), inference.Device{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "benchmarks need the ONNX Runtime library (run scripts/fetch-models.sh):", err)
-		os.Exit(1)
-	}
-	benchRuntime = rt
-	code := m.Run()
-	rt.Close()
-	os.Exit(code)
+	testruntime.Run(m, "bench", func(rt *inference.Runtime) { benchRuntime = rt })
 }

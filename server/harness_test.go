@@ -3,12 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,29 +16,18 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/internal/testruntime"
 	"github.com/imgserve/imgserve/models"
 )
 
 var testRuntime *inference.Runtime
 
-// TestMain loads the real ONNX Runtime once for the package.
+// TestMain loads the real ONNX Runtime once and fails the run if a
+// goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	rt, err := inference.NewRuntime(paths.ORTLib(paths.RepoHome()), inference.Device{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "server tests need the ONNX Runtime library (run scripts/fetch-models.sh):", err)
-		os.Exit(1)
-	}
-	testRuntime = rt
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-			goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1")); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	rt.Close()
-	os.Exit(code)
+	testruntime.Run(m, "server", func(rt *inference.Runtime) { testRuntime = rt },
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
 }
 
 // realModelsDir is where fetch-models.sh put the real weights.

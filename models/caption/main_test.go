@@ -7,30 +7,23 @@ import (
 	"image/color"
 	"log/slog"
 	"math"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/imgserve/imgserve/inference"
-	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/internal/testmodels"
+	"github.com/imgserve/imgserve/internal/testruntime"
 	"github.com/imgserve/imgserve/models"
 )
 
 var testRuntime *inference.Runtime
 
+// TestMain loads the real ONNX Runtime once and fails the run if a
+// goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	rt, err := inference.NewRuntime(paths.ORTLib(paths.RepoHome()), inference.Device{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "caption tests need the ONNX Runtime library (run scripts/fetch-models.sh):", err)
-		os.Exit(1)
-	}
-	testRuntime = rt
-	code := m.Run()
-	rt.Close()
-	os.Exit(code)
+	testruntime.Run(m, "caption", func(rt *inference.Runtime) { testRuntime = rt })
 }
 
 // Names of the synthetic models in test configurations.

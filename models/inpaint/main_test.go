@@ -1,41 +1,23 @@
 package inpaint
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/imgserve/imgserve/inference"
-	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/internal/testmodels"
+	"github.com/imgserve/imgserve/internal/testruntime"
 	"github.com/imgserve/imgserve/models"
 )
 
 var testRuntime *inference.Runtime
 
-// TestMain loads the real ONNX Runtime once and checks that no scheduler
-// or crop goroutine outlives the tests.
+// TestMain loads the real ONNX Runtime once and fails the run if a
+// goroutine outlives the tests.
 func TestMain(m *testing.M) {
-	rt, err := inference.NewRuntime(paths.ORTLib(paths.RepoHome()), inference.Device{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "inpaint tests need the ONNX Runtime library (run scripts/fetch-models.sh):", err)
-		os.Exit(1)
-	}
-	testRuntime = rt
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	rt.Close()
-	os.Exit(code)
+	testruntime.Run(m, "inpaint", func(rt *inference.Runtime) { testRuntime = rt })
 }
 
 // loadRegistry loads a configuration from the synthetic models.
