@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"log/slog"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -52,13 +50,8 @@ models:
     batching: {max_batch_size: 1, max_queue_delay: 1m}
     options: {decode_batch_size: "%d"}
 `, testmodels.CaptionEncoderSynth, testmodels.CaptionDecoderSynth, rows)
-	c, err := models.ParseConfig(strings.NewReader(cfg))
-	if err != nil {
-		b.Fatal(err)
-	}
 	runs, steps = &clock{}, &clock{}
-	reg := models.NewRegistry(c, models.Options{
-		ModelsDir: testmodels.Dir(), Runtime: benchRuntime, Logger: slog.New(slog.DiscardHandler),
+	reg := loadRegistry(b, testmodels.Dir(), cfg, models.Options{
 		Observer: func(model string) inference.Observer {
 			if model == "dec" {
 				return runs
@@ -66,9 +59,7 @@ models:
 			return nil
 		},
 	})
-	reg.Load()
-	b.Cleanup(reg.Close)
-	p, err = caption.NewRegistry(reg, func(string) inference.Observer { return steps }).Get("cap")
+	p, err := caption.NewRegistry(reg, func(string) inference.Observer { return steps }).Get("cap")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -4,12 +4,9 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -58,7 +55,7 @@ func BenchmarkCLIPTokenize(b *testing.B) {
 // clipTowers serves the synthetic towers with batches of up to 32 and no
 // queue delay, so each benchmark request runs as one batch at once.
 func clipTowers(b *testing.B) *clip.Towers {
-	cfg, err := models.ParseConfig(strings.NewReader(`
+	reg := loadRegistry(b, testmodels.Dir(), `
 models:
   - name: clip-vit-b32
     file: clip_vision_synth.onnx
@@ -71,16 +68,7 @@ models:
     task: clip-text
     outputs: [text_embeds]
     batching: {max_batch_size: 32, max_queue_delay: 0s}
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := models.NewRegistry(cfg, models.Options{
-		ModelsDir: testmodels.Dir(), Runtime: benchRuntime,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	reg.Load()
-	b.Cleanup(reg.Close)
+`, models.Options{})
 	tw, err := clip.Resolve(reg, "clip-vit-b32")
 	if err != nil {
 		b.Fatal(err)

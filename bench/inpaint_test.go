@@ -3,10 +3,7 @@ package bench
 import (
 	"context"
 	"image"
-	"io"
-	"log/slog"
 	"math"
-	"strings"
 	"testing"
 	"time"
 
@@ -19,22 +16,13 @@ import (
 // fixed batch 1, a trivial graph) the way defaults.yaml serves lama on a
 // CPU, so what is measured around it is the pipeline's own work.
 func inpaintRunner(b *testing.B) *inpaint.Runner {
-	cfg, err := models.ParseConfig(strings.NewReader(`
+	reg := loadRegistry(b, testmodels.Dir(), `
 models:
   - name: lama
     file: lama_synth.onnx
     task: inpaint
     batching: {max_batch_size: 1, instances: 1}
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := models.NewRegistry(cfg, models.Options{
-		ModelsDir: testmodels.Dir(), Runtime: benchRuntime,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	reg.Load()
-	b.Cleanup(reg.Close)
+`, models.Options{})
 	r, _, err := inpaint.Lookup(context.Background(), reg, "lama")
 	if err != nil {
 		b.Fatal(err)

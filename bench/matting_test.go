@@ -6,8 +6,6 @@ import (
 	"image"
 	"image/jpeg"
 	"io"
-	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -38,16 +36,7 @@ func oneMegapixelJPEG(b *testing.B) []byte {
 }
 
 func mattingPipeline(b *testing.B, name, cfg string) *matting.Pipeline {
-	c, err := models.ParseConfig(strings.NewReader(cfg))
-	if err != nil {
-		b.Fatal(err)
-	}
-	reg := models.NewRegistry(c, models.Options{
-		ModelsDir: paths.Models(paths.RepoHome()), Runtime: benchRuntime,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	reg.Load()
-	b.Cleanup(reg.Close)
+	reg := loadRegistry(b, paths.Models(paths.RepoHome()), cfg, models.Options{})
 	p, err := matting.NewRegistry(reg).Get(name)
 	if err != nil {
 		b.Fatal(err)
