@@ -170,26 +170,18 @@ func readJSON(fsys fs.FS, name string, v any, optional bool) error {
 	return nil
 }
 
-// PIL's resampling constants, as preprocessor configs store them.
-var pilFilters = map[int]preprocess.Filter{1: preprocess.Lanczos3, 2: preprocess.Bilinear, 3: preprocess.Bicubic}
-
 // ParseImageConfig reads a ViTImageProcessor preprocessor_config.json:
 // resize to size.height x size.width with the PIL filter `resample`, then
 // rescale and normalise. Settings the pipeline does not implement are
 // refused rather than approximated.
 func ParseImageConfig(data []byte) (ImageConfig, error) {
 	var h struct {
-		DoResize    bool `json:"do_resize"`
-		DoRescale   bool `json:"do_rescale"`
-		DoNormalize bool `json:"do_normalize"`
-		Size        struct {
+		DoResize bool `json:"do_resize"`
+		Size     struct {
 			Height int `json:"height"`
 			Width  int `json:"width"`
 		} `json:"size"`
-		Resample      int       `json:"resample"`
-		RescaleFactor float64   `json:"rescale_factor"`
-		ImageMean     []float64 `json:"image_mean"`
-		ImageStd      []float64 `json:"image_std"`
+		preprocess.HFImageProcessor
 	}
 	if err := json.Unmarshal(data, &h); err != nil {
 		return ImageConfig{}, fmt.Errorf("preprocessor_config.json: %w", err)
@@ -201,28 +193,9 @@ func ParseImageConfig(data []byte) (ImageConfig, error) {
 	if h.Size.Width < 1 || h.Size.Height < 1 || h.Size.Width > 4096 || h.Size.Height > 4096 {
 		return ImageConfig{}, fmt.Errorf("preprocessor_config.json: size %dx%d out of range", h.Size.Width, h.Size.Height)
 	}
-	f, ok := pilFilters[h.Resample]
-	if !ok {
-		return ImageConfig{}, fmt.Errorf("preprocessor_config.json: unsupported resample %d", h.Resample)
+	f, norm, err := h.FilterAndNorm()
+	if err != nil {
+		return ImageConfig{}, fmt.Errorf("preprocessor_config.json: %w", err)
 	}
-	c := ImageConfig{Width: h.Size.Width, Height: h.Size.Height, Filter: f,
-		Norm: preprocess.Norm{Scale: 1, Std: [3]float64{1, 1, 1}}}
-	if h.DoRescale {
-		if h.RescaleFactor <= 0 {
-			return ImageConfig{}, fmt.Errorf("preprocessor_config.json: rescale_factor %v", h.RescaleFactor)
-		}
-		c.Norm.Scale = h.RescaleFactor
-	}
-	if h.DoNormalize {
-		if len(h.ImageMean) != 3 || len(h.ImageStd) != 3 {
-			return ImageConfig{}, errors.New("preprocessor_config.json: want 3 image_mean and 3 image_std values")
-		}
-		for i := range 3 {
-			if h.ImageStd[i] <= 0 {
-				return ImageConfig{}, fmt.Errorf("preprocessor_config.json: image_std %v", h.ImageStd)
-			}
-			c.Norm.Mean[i], c.Norm.Std[i] = h.ImageMean[i], h.ImageStd[i]
-		}
-	}
-	return c, nil
+	return ImageConfig{Width: h.Size.Width, Height: h.Size.Height, Filter: f, Norm: norm}, nil
 }

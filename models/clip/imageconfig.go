@@ -22,8 +22,6 @@ type ImageConfig struct {
 type hfImageConfig struct {
 	DoResize     bool `json:"do_resize"`
 	DoCenterCrop bool `json:"do_center_crop"`
-	DoRescale    bool `json:"do_rescale"`
-	DoNormalize  bool `json:"do_normalize"`
 	Size         struct {
 		ShortestEdge int `json:"shortest_edge"`
 	} `json:"size"`
@@ -31,14 +29,8 @@ type hfImageConfig struct {
 		Height int `json:"height"`
 		Width  int `json:"width"`
 	} `json:"crop_size"`
-	Resample      int       `json:"resample"`
-	RescaleFactor float64   `json:"rescale_factor"`
-	ImageMean     []float64 `json:"image_mean"`
-	ImageStd      []float64 `json:"image_std"`
+	preprocess.HFImageProcessor
 }
-
-// PIL's resampling constants, as preprocessor configs store them.
-var pilFilters = map[int]preprocess.Filter{1: preprocess.Lanczos3, 2: preprocess.Bilinear, 3: preprocess.Bicubic}
 
 // ParseImageConfig reads a preprocessor_config.json. Settings the pipeline
 // does not implement (no centre crop, a crop other than the resize size,
@@ -58,29 +50,11 @@ func ParseImageConfig(data []byte) (ImageConfig, error) {
 		return ImageConfig{}, fmt.Errorf("preprocessor config: crop %dx%d differs from shortest edge %d",
 			h.CropSize.Width, h.CropSize.Height, size)
 	}
-	f, ok := pilFilters[h.Resample]
-	if !ok {
-		return ImageConfig{}, fmt.Errorf("preprocessor config: unsupported resample %d", h.Resample)
+	f, norm, err := h.FilterAndNorm()
+	if err != nil {
+		return ImageConfig{}, fmt.Errorf("preprocessor config: %w", err)
 	}
-	c := ImageConfig{Size: size, Filter: f, Norm: preprocess.Norm{Scale: 1, Std: [3]float64{1, 1, 1}}}
-	if h.DoRescale {
-		if h.RescaleFactor <= 0 {
-			return ImageConfig{}, fmt.Errorf("preprocessor config: rescale_factor %v", h.RescaleFactor)
-		}
-		c.Norm.Scale = h.RescaleFactor
-	}
-	if h.DoNormalize {
-		if len(h.ImageMean) != 3 || len(h.ImageStd) != 3 {
-			return ImageConfig{}, fmt.Errorf("preprocessor config: want 3 image_mean and image_std values")
-		}
-		for i := range 3 {
-			if h.ImageStd[i] <= 0 {
-				return ImageConfig{}, fmt.Errorf("preprocessor config: image_std %v", h.ImageStd)
-			}
-			c.Norm.Mean[i], c.Norm.Std[i] = h.ImageMean[i], h.ImageStd[i]
-		}
-	}
-	return c, nil
+	return ImageConfig{Size: size, Filter: f, Norm: norm}, nil
 }
 
 // DefaultImageConfig is the embedded preprocessor_config.json of the export.
