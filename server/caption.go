@@ -75,9 +75,6 @@ func (s *Server) caption(ctx *fasthttp.RequestCtx, _ routeParams) {
 		return
 	}
 	pipe, err := s.captions().Get(u.field("model", defaultCaptionModel))
-	if errors.Is(err, caption.ErrUnknownModel) {
-		err = newError(http.StatusNotFound, "not_found", err.Error())
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return

@@ -10,6 +10,9 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/models/caption"
+	"github.com/imgserve/imgserve/models/inpaint"
+	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
 	"github.com/imgserve/imgserve/server/kserve"
 )
@@ -49,6 +52,9 @@ func classify(err error) *apiError {
 		return newError(http.StatusTooManyRequests, "queue_full", "model queue is full; retry later")
 	case errors.Is(err, inference.ErrClosed):
 		return errDraining
+	case errors.Is(err, matting.ErrUnknownModel), errors.Is(err, inpaint.ErrUnknownModel),
+		errors.Is(err, caption.ErrUnknownModel):
+		return newError(http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, models.ErrNotReady):
 		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())
 	case errors.Is(err, preprocess.ErrEmpty):

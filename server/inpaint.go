@@ -261,14 +261,10 @@ func parseBoxes(s string) ([]inpaint.Box, error) {
 	return boxes, nil
 }
 
-// inpaintError gives the package's client errors their status.
+// inpaintError gives the package's input errors their status.
 func inpaintError(err error) error {
-	var ie *inpaint.InputError
-	switch {
-	case errors.As(err, &ie):
+	if ie, ok := errors.AsType[*inpaint.InputError](err); ok {
 		return newError(http.StatusBadRequest, "bad_request", ie.Error())
-	case errors.Is(err, inpaint.ErrUnknownModel):
-		return newError(http.StatusNotFound, "not_found", err.Error())
 	}
 	return err
 }

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"image"
 	"image/color"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
 )
 
@@ -114,9 +112,6 @@ func parseBackground(s string) (*color.NRGBA, error) {
 
 func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 	pipe, err := s.matting.Get(req.model)
-	if errors.Is(err, matting.ErrUnknownModel) {
-		err = newError(http.StatusNotFound, "not_found", err.Error())
-	}
 	if err != nil {
 		writeError(ctx, err)
 		return
