@@ -401,3 +401,41 @@ func TestInpaintKeepsAlpha(t *testing.T) {
 		}
 	}
 }
+
+// TestInpaintKeepsNothing is the privacy check of the inpainting routes:
+// images and masks carrying a marker, as multipart and as IOPaint's JSON,
+// and a rejected parameter carrying it, leave no file in TMPDIR and no
+// trace of the marker in the logs.
+func TestInpaintKeepsNothing(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	srv := startServer(t, inpaintConfig, testmodels.Dir())
+	photo := markedPNG(t, 64, 48)
+	mask := append(encodePNG(t, boxesMask(64, 48, [][4]int{{10, 10, 20, 12}}, 0)), privacyMarker...)
+
+	body, hdr := inpaintForm(t, photo, mask, map[string]string{"note": privacyMarker})
+	postOK(t, srv.URL+"/v1/inpaint", body, hdr)
+	body, hdr = jsonBody(t, map[string]any{
+		"image": base64.StdEncoding.EncodeToString(photo),
+		"mask":  base64.StdEncoding.EncodeToString(mask),
+		"note":  privacyMarker,
+	})
+	postOK(t, srv.URL+"/api/v1/inpaint", body, hdr)
+	body, hdr = inpaintForm(t, photo, nil, map[string]string{"boxes": `[[1, 2, 3, 4]]`, "note": privacyMarker})
+	postOK(t, srv.URL+"/v1/remove-watermark", body, hdr)
+	body, hdr = inpaintForm(t, photo, mask, map[string]string{"hd_strategy": privacyMarker})
+	if code, _, _ := do(t, "POST", srv.URL+"/v1/inpaint", hdr, body); code != 400 {
+		t.Fatalf("bad hd_strategy got %d", code)
+	}
+
+	if got := filesUnder(t, tmp); len(got) != 0 {
+		t.Fatalf("requests left files in TMPDIR: %v", got)
+	}
+	logs := srv.Logs.String()
+	if strings.Contains(logs, privacyMarker) {
+		t.Fatalf("the server logged request content:\n%s", logs)
+	}
+	if !strings.Contains(logs, "route=/v1/remove-watermark") {
+		t.Fatalf("expected request log lines, got:\n%s", logs)
+	}
+}
