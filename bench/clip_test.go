@@ -6,11 +6,11 @@ import (
 	"image"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/imgserve/imgserve/index"
+	"github.com/imgserve/imgserve/internal/testfiles"
 	"github.com/imgserve/imgserve/internal/testmodels"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/clip"
@@ -81,10 +81,7 @@ models:
 // side, centre crop, normalise and pack, one scheduler batch, normalise the
 // output. ns/op is per batch; images/s is the throughput.
 func BenchmarkCLIPEmbedImages(b *testing.B) {
-	jpg, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "car-1.jpg"))
-	if err != nil {
-		b.Skipf("rembg test image (../shared/testdata/rembg): %v", err)
-	}
+	jpg := testfiles.Rembg(b, "car-1.jpg")
 	tw := clipTowers(b)
 	src := func(int) (*image.NRGBA, error) {
 		img, _, err := preprocess.Decode(jpg, preprocess.Limits{})

@@ -30,8 +30,9 @@ type Config struct {
 type ModelConfig struct {
 	// Name is what clients call the model.
 	Name string `yaml:"name"`
-	// File is the model's file name inside --models-dir. Anyone may drop in
-	// a compatible file; it is checked by signature, not checksum.
+	// File is the model's file name inside --models-dir, or an absolute
+	// path. Anyone may drop in a compatible file; it is checked by
+	// signature, not checksum.
 	File string `yaml:"file"`
 	// Fetch is the fetch-models.sh item that provides File (default Name).
 	Fetch string `yaml:"fetch"`

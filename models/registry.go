@@ -127,7 +127,12 @@ func NewRegistry(cfg Config, opts Options) *Registry {
 	return r
 }
 
-func (r *Registry) path(mc ModelConfig) string { return filepath.Join(r.opts.ModelsDir, mc.File) }
+func (r *Registry) path(mc ModelConfig) string {
+	if filepath.IsAbs(mc.File) {
+		return mc.File
+	}
+	return filepath.Join(r.opts.ModelsDir, mc.File)
+}
 
 // Load loads every model whose file is present, one after another, and runs
 // one warm-up batch on each. A model that fails is marked failed; the others

@@ -8,12 +8,12 @@ import (
 	"image/png"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/nfnt/resize"
+
+	"github.com/imgserve/imgserve/internal/testfiles"
 )
 
 // Benchmarks for the rembg hot path on a ~1 MP photo (1152x864):
@@ -191,36 +191,31 @@ func BenchmarkEncodePNG(b *testing.B) {
 }
 
 // rembgCloth is rembg's real cloth-1 cutout (739x1134, photo texture),
-// rebuilt from the shared reference output; nil when it is absent.
-var rembgCloth = sync.OnceValue(func() *image.NRGBA {
-	src, err1 := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "cloth-1.jpg"))
-	out, err2 := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "cloth-1.u2netp.png"))
-	if err1 != nil || err2 != nil {
-		return nil
-	}
-	img, _, err := Decode(src, Limits{})
+// rebuilt from rembg's reference output.
+func rembgCloth(b *testing.B) *image.NRGBA {
+	img, _, err := Decode(testfiles.Rembg(b, "cloth-1.jpg"), Limits{})
 	if err != nil {
-		return nil
+		b.Fatal(err)
 	}
-	ref, err := png.Decode(bytes.NewReader(out))
+	ref, err := png.Decode(bytes.NewReader(testfiles.Rembg(b, "cloth-1.u2netp.png")))
 	if err != nil {
-		return nil
+		b.Fatal(err)
 	}
 	m := image.NewGray(img.Rect)
 	for i, p := 0, ToNRGBA(ref).Pix; i < len(m.Pix); i++ {
 		m.Pix[i] = p[4*i+3]
 	}
-	cut, _ := Cutout(img, m)
+	cut, err := Cutout(img, m)
+	if err != nil {
+		b.Fatal(err)
+	}
 	return cut
-})
+}
 
 // BenchmarkEncodePNGCloth compares PNG writers on a real cutout: ours, and
 // image/png at BestSpeed and at its default level.
 func BenchmarkEncodePNGCloth(b *testing.B) {
-	cut := rembgCloth()
-	if cut == nil {
-		b.Skip("shared rembg testdata not available")
-	}
+	cut := rembgCloth(b)
 	for _, c := range []struct {
 		name string
 		enc  func(io.Writer, image.Image) error
@@ -262,13 +257,7 @@ func BenchmarkRembgPipeline(b *testing.B) {
 	inputs := []struct {
 		name string
 		data []byte
-	}{{"synthetic-1152x864", synthetic}}
-	if cloth, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", "cloth-1.jpg")); err == nil {
-		inputs = append(inputs, struct {
-			name string
-			data []byte
-		}{"cloth-739x1134", cloth})
-	}
+	}{{"synthetic-1152x864", synthetic}, {"cloth-739x1134", testfiles.Rembg(b, "cloth-1.jpg")}}
 	pred := benchPred()
 	dst := make([]float32, 3*320*320)
 	for _, in := range inputs {

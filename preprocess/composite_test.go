@@ -6,9 +6,9 @@ import (
 	"image"
 	"image/color"
 	"image/png"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"github.com/imgserve/imgserve/internal/testfiles"
 )
 
 // compositeInputs are testdata/golden.py's inputs for the PIL references.
@@ -107,13 +107,7 @@ func TestCutoutSemantics(t *testing.T) {
 }
 
 func rembgTestdata(t *testing.T, name string) (src, out []byte) {
-	dir := filepath.Join("..", "..", "shared", "testdata", "rembg")
-	src, err1 := os.ReadFile(filepath.Join(dir, name+".jpg"))
-	out, err2 := os.ReadFile(filepath.Join(dir, name+".u2netp.png"))
-	if err1 != nil || err2 != nil {
-		t.Skipf("rembg reference outputs not available: %v %v", err1, err2)
-	}
-	return src, out
+	return testfiles.Rembg(t, name+".jpg"), testfiles.Rembg(t, name+".u2netp.png")
 }
 
 // TestCutoutMatchesRembgOutput takes the alpha of rembg's own u2netp output

@@ -11,12 +11,12 @@ import (
 	"math"
 	"math/rand/v2"
 	"mime/multipart"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/imgserve/imgserve/internal/testfiles"
 )
 
 const mattingConfig = `
@@ -34,16 +34,8 @@ models:
     intra_op_threads: 2
 `
 
-// rembgTestdata reads ../shared/testdata/rembg beside the repository
-// (tests run in the package folder, one level down).
-func rembgTestdata(t testing.TB, name string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "shared", "testdata", "rembg", name))
-	if err != nil {
-		t.Fatalf("rembg test data (../shared/testdata/rembg): %v", err)
-	}
-	return data
-}
+// rembgTestdata is rembg's test image or reference output called name.
+func rembgTestdata(t testing.TB, name string) []byte { return testfiles.Rembg(t, name) }
 
 func decodePNG(t testing.TB, data []byte) image.Image {
 	t.Helper()

@@ -1,14 +1,19 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
+	"encoding/base64"
+	"fmt"
 	"image"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/imgserve/imgserve/internal/testfiles"
+	"github.com/imgserve/imgserve/internal/testmodels"
 )
 
 // privacyMarker is planted in uploads; it must never reach a log line.
@@ -84,34 +89,164 @@ func TestNothingTouchesDiskOrLogs(t *testing.T) {
 	}
 }
 
-// TestNoOutboundConnections checks the kernel's socket table after traffic:
-// every TCP socket of this process's network namespace is on loopback.
+// everyFamilyConfig serves one model of each family: rembg's real u2netp
+// and the synthetic LaMa, CLIP and caption models.
+var everyFamilyConfig = fmt.Sprintf(`
+models:
+  - {name: u2netp, file: %[1]s, task: matting, intra_op_threads: 1}
+  - {name: lama, file: lama_synth.onnx, task: inpaint, intra_op_threads: 1}
+  - name: clip-vit-b32
+    file: clip_vision_synth.onnx
+    task: clip-vision
+    outputs: [image_embeds]
+    options: {text_model: clip-vit-b32-text}
+  - {name: clip-vit-b32-text, file: clip_text_synth.onnx, task: clip-text}
+  - name: vit-gpt2
+    file: %[2]s
+    task: caption-encoder
+    options: {decoder: vit-gpt2-decoder}
+  - {name: vit-gpt2-decoder, file: %[3]s, task: caption-decoder}
+`, filepath.Join(realModelsDir(), "u2netp.onnx"), testmodels.CaptionEncoderSynth, testmodels.CaptionDecoderSynth)
+
+// TestNoOutboundConnections sends a successful request to every family's
+// routes and, while they run and after, reads the kernel's socket tables:
+// every TCP and UDP socket this process owns must be on loopback. It fails
+// when the tables cannot be read rather than pass without looking.
 func TestNoOutboundConnections(t *testing.T) {
-	srv := startServer(t, mattingConfig, realModelsDir())
-	img := markedPNG(t, 32, 32)
-	for _, path := range []string{"/v1/remove-background", "/api/remove?url=http://192.0.2.1/x.jpg", "/v1/models", "/metrics"} {
-		do(t, "POST", srv.URL+path, map[string]string{"Content-Type": "image/png"}, img)
+	srv := startServer(t, everyFamilyConfig, testmodels.Dir())
+	small := markedPNG(t, 64, 48)
+	jpg := testfiles.Rembg(t, "car-1.jpg")
+	b64 := base64.StdEncoding.EncodeToString(small)
+	var maskPNG bytes.Buffer
+	if err := png.Encode(&maskPNG, boxesMask(64, 48, [][4]int{{8, 8, 16, 12}}, 0)); err != nil {
+		t.Fatal(err)
 	}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		f, err := os.Open(table)
-		if err != nil {
-			continue
+	mask := maskPNG.Bytes()
+	form, formHeader := inpaintForm(t, small, mask, nil)
+	boxesForm, boxesHeader := inpaintForm(t, small, nil, map[string]string{"boxes": "[[4,4,10,10]]"})
+	rembgForm, rembgCT := multipartBody(t, "file", jpg, nil)
+	json := map[string]string{"Content-Type": "application/json"}
+	requests := []struct {
+		method, path string
+		header       map[string]string
+		body         []byte
+	}{
+		{"GET", "/v2/health/ready", nil, nil},
+		{"GET", "/v1/models", nil, nil},
+		{"POST", "/v1/remove-background", map[string]string{"Content-Type": "image/jpeg"}, jpg},
+		{"POST", "/api/remove", map[string]string{"Content-Type": rembgCT}, rembgForm},
+		{"POST", "/v2/models/u2netp/infer", json, []byte(`{"inputs":[{"name":"input.1","shape":[1,3,320,320],"datatype":"FP32","data":[` +
+			strings.TrimSuffix(strings.Repeat("0.5,", 3*320*320), ",") + `]}]}`)},
+		{"POST", "/v1/inpaint", formHeader, form},
+		{"POST", "/api/v1/inpaint", json, []byte(`{"image":"` + b64 + `","mask":"` + base64.StdEncoding.EncodeToString(mask) + `"}`)},
+		{"POST", "/v1/remove-watermark", boxesHeader, boxesForm},
+		{"POST", "/v1/embeddings", json, []byte(`{"model":"clip-vit-b32","input":["a red car",{"image":"` + b64 + `"}]}`)},
+		{"POST", "/v1/tokenize", json, []byte(`{"model":"clip-vit-b32","input":"a red car"}`)},
+		{"PUT", "/v1/collections/privacy/items/car", map[string]string{"Content-Type": "image/jpeg"}, jpg},
+		{"POST", "/v1/collections/privacy/search", json, []byte(`{"text":"a red car","k":1}`)},
+		{"POST", "/v1/caption", map[string]string{"Content-Type": "image/small"}, small},
+		{"GET", "/metrics", nil, nil},
+	}
+
+	stop := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() { // samples the tables while the requests run
+		for {
+			if err := checkOwnSocketsLoopback(); err != nil {
+				watched <- err
+				return
+			}
+			select {
+			case <-stop:
+				watched <- nil
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
 		}
-		sc := bufio.NewScanner(f)
-		sc.Scan() // header
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 3 {
+	}()
+	for _, r := range requests {
+		if code, _, resp := do(t, r.method, srv.URL+r.path, r.header, r.body); code != 200 {
+			t.Errorf("%s %s: %d %.200s", r.method, r.path, code, resp)
+		}
+	}
+	close(stop)
+	if err := <-watched; err != nil {
+		t.Fatal(err)
+	}
+	if err := checkOwnSocketsLoopback(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// socketTables are the kernel's tables of this network namespace.
+var socketTables = []string{"/proc/net/tcp", "/proc/net/tcp6", "/proc/net/udp", "/proc/net/udp6"}
+
+// checkOwnSocketsLoopback finds this process's sockets (/proc/self/fd) in
+// the kernel's TCP and UDP tables and reports any whose local or remote
+// address is not loopback or unset.
+func checkOwnSocketsLoopback() error {
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("cannot list this process's descriptors: %w", err)
+	}
+	own := map[string]bool{}
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, "socket:[") {
+			own[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
+		}
+	}
+	tables := map[string]string{}
+	for _, name := range socketTables {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return fmt.Errorf("cannot inspect the socket table: %w", err)
+		}
+		tables[name] = string(data)
+	}
+	return ownSocketsLoopback(tables, own)
+}
+
+// ownSocketsLoopback checks the rows of tables (name to /proc/net text)
+// whose inode is in own. Finding none of own is an error too: then the
+// check saw nothing.
+func ownSocketsLoopback(tables map[string]string, own map[string]bool) error {
+	seen := 0
+	for name, text := range tables {
+		lines := strings.Split(strings.TrimSpace(text), "\n")
+		for _, line := range lines[1:] { // the first line is the header
+			fields := strings.Fields(line)
+			if len(fields) < 10 || !own[fields[9]] { // field 9 is the inode
 				continue
 			}
-			remote := fields[2]
-			host := remote[:strings.IndexByte(remote, ':')]
-			if !isLoopbackOrUnset(host) {
-				f.Close()
-				t.Fatalf("%s has a connection to %s", table, remote)
+			seen++
+			for _, addr := range fields[1:3] { // local and remote
+				if host := addr[:strings.IndexByte(addr, ':')]; !isLoopbackOrUnset(host) {
+					return fmt.Errorf("%s: this process has a socket %s -> %s", name, fields[1], fields[2])
+				}
 			}
 		}
-		f.Close()
+	}
+	if seen == 0 {
+		return fmt.Errorf("none of this process's %d sockets is in the socket tables", len(own))
+	}
+	return nil
+}
+
+// The check itself finds a socket off loopback, and ignores other
+// processes' sockets.
+func TestOwnSocketsLoopbackCheck(t *testing.T) {
+	const header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+	const loopback = "   0: 0100007F:1F90 0100007F:D2A4 01 00000000:00000000 00:00000000 00000000     0        0 1001 1 0 20 4 30 10 -1\n"
+	const outbound = "   1: 020200C0:D2A6 010200C0:0050 01 00000000:00000000 00:00000000 00000000     0        0 1002 1 0 20 4 30 10 -1\n"
+	tables := map[string]string{"/proc/net/tcp": header + loopback + outbound}
+	if err := ownSocketsLoopback(tables, map[string]bool{"1001": true}); err != nil {
+		t.Errorf("loopback only: %v", err)
+	}
+	if err := ownSocketsLoopback(tables, map[string]bool{"1001": true, "1002": true}); err == nil || !strings.Contains(err.Error(), "010200C0:0050") {
+		t.Errorf("a connection to 192.0.2.1:80 was not reported: %v", err)
+	}
+	if err := ownSocketsLoopback(tables, map[string]bool{"9999": true}); err == nil {
+		t.Error("a check that saw none of the process's sockets passed")
 	}
 }
 

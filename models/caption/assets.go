@@ -13,7 +13,7 @@ import (
 	"github.com/imgserve/imgserve/preprocess"
 )
 
-// The export's tokenizer and configs (../shared/models/caption, Apache-2.0,
+// The export's tokenizer and configs (Xenova/vit-gpt2-image-captioning, Apache-2.0,
 // see assets/NOTICE.txt), embedded so that captioning and /v1/tokenize never
 // depend on a download.
 //

@@ -11,7 +11,7 @@ import (
 )
 
 // assets are copies of the export's tokenizer and preprocessing files
-// (../shared/models/clip; MIT, see assets/LICENSE-openai-CLIP.txt). Embedding
+// (Xenova/clip-vit-base-patch32; MIT, see assets/LICENSE-openai-CLIP.txt). Embedding
 // them means /v1/tokenize and the preprocessing never depend on a download.
 //
 //go:embed assets

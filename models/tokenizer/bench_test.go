@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"path/filepath"
 	"testing"
 )
 
@@ -46,8 +45,7 @@ func BenchmarkGPT2Encode(b *testing.B) {
 
 // The NoCache variants run every word through the merge loop.
 func BenchmarkCLIPEncodeNoCache(b *testing.B) {
-	dir := filepath.Join(modelsDir(), "clip")
-	requireDir(b, dir)
+	dir := shippedDir("clip")
 	tok, err := LoadCLIPDir(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -57,8 +55,7 @@ func BenchmarkCLIPEncodeNoCache(b *testing.B) {
 }
 
 func BenchmarkGPT2EncodeNoCache(b *testing.B) {
-	dir := filepath.Join(modelsDir(), "caption")
-	requireDir(b, dir)
+	dir := shippedDir("caption")
 	tok, err := LoadGPT2Dir(dir)
 	if err != nil {
 		b.Fatal(err)
@@ -85,8 +82,7 @@ func BenchmarkCLIPEncodeBatchFlat(b *testing.B) {
 }
 
 func BenchmarkLoadCLIP(b *testing.B) {
-	dir := filepath.Join(modelsDir(), "clip")
-	requireDir(b, dir)
+	dir := shippedDir("clip")
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := LoadCLIPDir(dir); err != nil {

@@ -9,25 +9,16 @@ import (
 	"testing"
 )
 
-// modelsDir is where the real tokenizer files live: shared/ beside the
-// repository, as in CI, unless IMGSERVE_MODELS_DIR says otherwise.
-func modelsDir() string {
-	if d := os.Getenv("IMGSERVE_MODELS_DIR"); d != "" {
-		return d
-	}
-	return filepath.Join("..", "..", "..", "shared", "models")
+// shippedDir is the folder of vocab.json + merges.txt that the server
+// embeds for model ("clip" or "caption"), so the goldens test what ships.
+func shippedDir(model string) string {
+	return filepath.Join("..", model, "assets")
 }
 
-// requireDir skips when the model files are absent on a developer machine,
-// but fails under CI, where a skip would hide the golden comparison.
-func requireDir(t testing.TB, dir string) {
-	t.Helper()
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("tokenizer files missing in CI: %v", err)
-		}
-		t.Skipf("tokenizer files not available: %v", err)
-	}
+// tokenizerJSONDir holds the export's tokenizer.json for model, vendored
+// only to test the other loader against the shipped files.
+func tokenizerJSONDir(model string) string {
+	return filepath.Join("testdata", model)
 }
 
 var (
@@ -39,9 +30,7 @@ var (
 
 func loadCLIP(t testing.TB) *CLIP {
 	t.Helper()
-	dir := filepath.Join(modelsDir(), "clip")
-	requireDir(t, dir)
-	clipOnce.Do(func() { clipTok, clipErr = LoadCLIPDir(dir) })
+	clipOnce.Do(func() { clipTok, clipErr = LoadCLIPDir(shippedDir("clip")) })
 	if clipErr != nil {
 		t.Fatal(clipErr)
 	}
@@ -50,9 +39,7 @@ func loadCLIP(t testing.TB) *CLIP {
 
 func loadGPT2(t testing.TB) *GPT2 {
 	t.Helper()
-	dir := filepath.Join(modelsDir(), "caption")
-	requireDir(t, dir)
-	gpt2Once.Do(func() { gpt2Tok, gpt2Err = LoadGPT2Dir(dir) })
+	gpt2Once.Do(func() { gpt2Tok, gpt2Err = LoadGPT2Dir(shippedDir("caption")) })
 	if gpt2Err != nil {
 		t.Fatal(gpt2Err)
 	}

@@ -9,10 +9,8 @@ import (
 	"testing/fstest"
 )
 
-func readModelFiles(t *testing.T, model string, names ...string) fstest.MapFS {
+func readModelFiles(t *testing.T, dir string, names ...string) fstest.MapFS {
 	t.Helper()
-	dir := filepath.Join(modelsDir(), model)
-	requireDir(t, dir)
 	fsys := fstest.MapFS{}
 	for _, n := range names {
 		data, err := os.ReadFile(filepath.Join(dir, n))
@@ -35,11 +33,11 @@ func goldenTexts(t *testing.T) []string {
 }
 
 func TestCLIPLoadersAgree(t *testing.T) {
-	fromJSON, err := LoadCLIP(readModelFiles(t, "clip", "tokenizer.json"))
+	fromJSON, err := LoadCLIP(readModelFiles(t, tokenizerJSONDir("clip"), "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromVM, err := LoadCLIP(readModelFiles(t, "clip", "vocab.json", "merges.txt"))
+	fromVM, err := LoadCLIP(readModelFiles(t, shippedDir("clip"), "vocab.json", "merges.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,11 +57,11 @@ func TestCLIPLoadersAgree(t *testing.T) {
 }
 
 func TestGPT2LoadersAgree(t *testing.T) {
-	fromJSON, err := LoadGPT2(readModelFiles(t, "caption", "tokenizer.json"))
+	fromJSON, err := LoadGPT2(readModelFiles(t, tokenizerJSONDir("caption"), "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromVM, err := LoadGPT2(readModelFiles(t, "caption", "vocab.json", "merges.txt"))
+	fromVM, err := LoadGPT2(readModelFiles(t, shippedDir("caption"), "vocab.json", "merges.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +83,7 @@ func TestGPT2LoadersAgree(t *testing.T) {
 
 // Newer tokenizer.json files store merges as ["a", "b"] pairs.
 func TestTokenizerJSONMergePairs(t *testing.T) {
-	fsys := readModelFiles(t, "caption", "tokenizer.json")
+	fsys := readModelFiles(t, tokenizerJSONDir("caption"), "tokenizer.json")
 	var doc map[string]any
 	if err := json.Unmarshal(fsys["tokenizer.json"].Data, &doc); err != nil {
 		t.Fatal(err)
@@ -120,7 +118,7 @@ func TestTokenizerJSONRejectsOtherPipelines(t *testing.T) {
 	// so the many edited copies parse quickly.
 	shrink := func(model string) []byte {
 		var doc map[string]any
-		if err := json.Unmarshal(readModelFiles(t, model, "tokenizer.json")["tokenizer.json"].Data, &doc); err != nil {
+		if err := json.Unmarshal(readModelFiles(t, tokenizerJSONDir(model), "tokenizer.json")["tokenizer.json"].Data, &doc); err != nil {
 			t.Fatal(err)
 		}
 		m := doc["model"].(map[string]any)

@@ -8,7 +8,8 @@
 // `@huggingface/tokenizers` port is only used as a cross-check; where the two
 // disagree the Rust output is written and the disagreement is recorded.
 //
-// Environment: MODELS_DIR (default <repo>/../shared/models), OUT_DIR (default
+// Environment: MODELS_DIR (default <repo>/models/tokenizer/testdata, which
+// holds clip/tokenizer.json and caption/tokenizer.json), OUT_DIR (default
 // <repo>/models/tokenizer/testdata).
 
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = resolve(here, '../../..');
-const modelsDir = process.env.MODELS_DIR ?? resolve(repoRoot, '../shared/models');
+const modelsDir = process.env.MODELS_DIR ?? join(repoRoot, 'models/tokenizer/testdata');
 const outDir = process.env.OUT_DIR ?? join(repoRoot, 'models/tokenizer/testdata');
 
 // Read versions from node_modules rather than package.json so the goldens
