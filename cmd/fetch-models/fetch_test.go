@@ -209,8 +209,8 @@ items:
 		t.Errorf("stderr does not report the tarball sha1:\n%s", errOut)
 	}
 	// Both items come out of one npm pack; the tarball is cached.
-	if n := npmCalls(t, npmLog); n != 1 {
-		t.Errorf("npm ran %d times, want 1", n)
+	if n := npmCalls(t, npmLog, "pack"); n != 1 {
+		t.Errorf("npm pack ran %d times, want 1", n)
 	}
 	if _, err := os.Stat(filepath.Join(e.cache, "npm", "pkg-1.0.0.tgz")); err != nil {
 		t.Error(err)

@@ -31,6 +31,7 @@ type Fetcher struct {
 	StallTimeout  time.Duration // abort a download receiving nothing this long; 0: 60s
 
 	deadHosts map[string]string
+	archives  map[string]string // upstream url -> archive downloaded this run
 }
 
 // Status is the outcome for one item.

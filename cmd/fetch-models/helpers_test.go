@@ -8,7 +8,10 @@ import (
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -90,28 +93,56 @@ func tgz(t *testing.T, members ...any) []byte {
 }
 
 // fakeNPM writes an npm stand-in that "packs" the given tarballs (spec ->
-// bytes) and fails like an offline npm for anything else. It logs each spec
-// it was asked for, so tests can tell whether npm ran at all.
+// bytes) and fails like an offline npm for anything else. Its view command
+// fails (not like a network error), so the fetcher falls back to npm pack.
+// It logs each command and spec it was asked for, so tests can tell whether
+// npm ran at all.
 func fakeNPM(t *testing.T, tarballs map[string][]byte) (cmd, logPath string) {
+	return fakeNPMRegistry(t, tarballs, nil)
+}
+
+// fakeNPMRegistry is fakeNPM whose view command, for the specs in dist,
+// prints that dist object as `npm view --json SPEC dist` does.
+func fakeNPMRegistry(t *testing.T, tarballs map[string][]byte, dist map[string]npmDist) (cmd, logPath string) {
 	dir := t.TempDir()
 	logPath = filepath.Join(dir, "npm.log")
-	var cases strings.Builder
+	var packs, views strings.Builder
+	i := 0
 	for spec, body := range tarballs {
-		p := filepath.Join(dir, fmt.Sprintf("pkg%d.tgz", cases.Len()))
+		p := filepath.Join(dir, fmt.Sprintf("pkg%d.tgz", i))
+		i++
 		if err := os.WriteFile(p, body, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(&cases, "  %q) cp %q \"$dest/packed.tgz\" ;;\n", spec, p)
+		fmt.Fprintf(&packs, "  %q) cp %q \"$dest/packed.tgz\" ;;\n", spec, p)
+	}
+	for spec, d := range dist {
+		js, _ := json.Marshal(d)
+		fmt.Fprintf(&views, "  %q) echo '%s' ;;\n", spec, js)
+	}
+	viewDefault := `echo "npm error code ENOTFOUND" >&2; echo "npm error network request failed" >&2; exit 1`
+	if dist == nil {
+		viewDefault = `echo "npm error code EUSAGE" >&2; exit 1`
 	}
 	script := fmt.Sprintf(`#!/bin/sh
+log=%q
+if [ "$1" = view ]; then
+	# argv: view --json SPEC dist
+	[ "$2" = --json ] && [ "$4" = dist ] || { echo "unexpected args: $*" >&2; exit 64; }
+	echo "view $3" >> "$log"
+	case "$3" in
+%s	*) %s ;;
+	esac
+	exit 0
+fi
 # argv: pack --silent --ignore-scripts --pack-destination DIR SPEC
 [ "$1" = pack ] && [ "$4" = --pack-destination ] || { echo "unexpected args: $*" >&2; exit 64; }
 dest="$5"; spec="$6"
-echo "$spec" >> %q
+echo "pack $spec" >> "$log"
 case "$spec" in
 %s  *) echo "npm error code ENOTFOUND" >&2; echo "npm error network request failed" >&2; exit 1 ;;
 esac
-`, logPath, cases.String())
+`, logPath, views.String(), viewDefault, packs.String())
 	cmd = filepath.Join(dir, "npm")
 	if err := os.WriteFile(cmd, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -119,7 +150,14 @@ esac
 	return cmd, logPath
 }
 
-func npmCalls(t *testing.T, logPath string) int {
+// distFor is the dist object a registry at base publishes for a tarball.
+func distFor(base, name string, ball []byte) npmDist {
+	sum := sha512.Sum512(ball)
+	return npmDist{Tarball: base + "/" + name, Shasum: sha1hex(ball), Integrity: "sha512-" + base64.StdEncoding.EncodeToString(sum[:])}
+}
+
+// npmCalls counts the npm commands run (prefix "" for all, "pack", "view").
+func npmCalls(t *testing.T, logPath, prefix string) int {
 	b, err := os.ReadFile(logPath)
 	if os.IsNotExist(err) {
 		return 0
@@ -127,7 +165,13 @@ func npmCalls(t *testing.T, logPath string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Count(string(b), "\n")
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if l != "" && strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
 }
 
 func parseCatalog(t *testing.T, yaml string) *catalog.Catalog {

@@ -37,6 +37,7 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 	stdout, stderr io.Writer, setup func(*Fetcher)) int {
 	var err error
 	var names []string
+	gpu := false
 	for _, a := range args {
 		switch a {
 		case "-h", "-help", "--help", "help":
@@ -45,6 +46,9 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 		case "-l", "-list", "--list", "list":
 			list(stdout, cat)
 			return 0
+		case "-gpu", "--gpu":
+			gpu = true
+			continue
 		}
 		if strings.HasPrefix(a, "-") {
 			fmt.Fprintf(stderr, "fetch-models: unknown option %s (see --help)\n", a)
@@ -56,8 +60,13 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 		}
 		names = append(names, a)
 	}
+	// Without names: everything a CPU host needs. --gpu adds the CUDA build
+	// to whatever else was asked for.
 	if len(names) == 0 {
-		names = cat.Names()
+		names = cat.Select(false)
+	}
+	if gpu {
+		names = append(names, cat.Select(true)...)
 	}
 
 	f := &Fetcher{
@@ -78,6 +87,7 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 	if setup != nil {
 		setup(f)
 	}
+	defer f.Close()
 
 	start := time.Now()
 	seen := map[string]bool{}
@@ -143,15 +153,17 @@ func isTerminal(w io.Writer) bool {
 }
 
 func usage(w io.Writer, cat *catalog.Catalog) {
-	fmt.Fprintf(w, `Usage: %[1]s [ITEM...]
+	fmt.Fprintf(w, `Usage: %[1]s [--gpu] [ITEM...]
        %[1]s --list | --help
 
-Fetches the ONNX Runtime CPU library and model weights listed in
-models/catalog/catalog.yaml, verifies each against the catalog checksum and
+Fetches the ONNX Runtime CPU library, its CUDA build and model weights listed
+in models/catalog/catalog.yaml, verifies each against the catalog checksum and
 installs it into .imgserve/ at the repo root:
-  .imgserve/lib/libonnxruntime.so.1
+  .imgserve/lib/libonnxruntime.so.1     ONNX Runtime, CPU build
+  .imgserve/lib/cuda/                   ONNX Runtime, CUDA build (--gpu)
   .imgserve/models/<file>
-With no ITEM, fetches every item that can be reached; otherwise only those named.
+With no ITEM, fetches every item a CPU host needs that can be reached;
+otherwise only those named.
 
 Each item comes from its upstream URL first, then from its npm fallback
 (npm pack, which runs no install scripts). A file failing its sha256 (or md5 /
@@ -160,8 +172,13 @@ Verified downloads are cached outside the clone, so later runs and fresh clones
 download nothing: they re-verify the cached copy and hard-link (or copy) it.
 
 Items: %[2]s
+CUDA build (--gpu): %[3]s
 
 Options:
+  --gpu    also fetch the CUDA build of ONNX Runtime (1.29, ~260 MB: the core
+           library and the CUDA provider) for imgserve --device cuda or auto.
+           The host needs the NVIDIA driver, CUDA 13 (cudart, cuBLAS, cuRAND,
+           cuFFT) and cuDNN 9, which no download here provides.
   --list   list the items with file, size, checksum and sources
   --help   show this help
 
@@ -175,7 +192,7 @@ Environment:
 Exit status: 0 when everything reachable arrived (items whose only source is
 unreachable from here are reported, one line each, and skipped); 1 on a
 checksum mismatch or any other failure; 2 on bad usage.
-`, catalog.Script, strings.Join(cat.Names(), " "))
+`, catalog.Script, strings.Join(cat.Select(false), " "), strings.Join(cat.Select(true), " "))
 }
 
 func list(w io.Writer, cat *catalog.Catalog) {
@@ -194,6 +211,9 @@ func list(w io.Writer, cat *catalog.Catalog) {
 			check = "md5 only"
 		}
 		var src []string
+		if it.GPU() {
+			src = append(src, "--gpu")
+		}
 		if it.Upstream != nil {
 			src = append(src, "upstream")
 		}

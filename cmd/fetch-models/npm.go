@@ -39,9 +39,12 @@ func (f *Fetcher) fetchNPM(ctx context.Context, it catalog.Item, tmpDir string) 
 	return out, err
 }
 
-// npmTarball returns the package tarball from the cache, or packs it there.
-// npm pack downloads the tarball without installing it, so no package script
-// runs; npm also checks the registry's integrity hash on the way.
+// npmTarball returns the package tarball from the cache, or fetches it there.
+// It asks npm where the registry keeps the tarball and downloads it itself,
+// which shows progress (npm pack is silent for minutes on the 180 MB CUDA
+// package); when that download is refused or fails (a registry that wants
+// npm's credentials, a proxy only npm knows), npm pack fetches it instead.
+// npm pack downloads without installing, so no package script runs.
 func (f *Fetcher) npmTarball(ctx context.Context, n catalog.NPM, tmpDir string) (string, error) {
 	dir := filepath.Join(f.CacheDir, "npm")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -51,7 +54,7 @@ func (f *Fetcher) npmTarball(ctx context.Context, n catalog.NPM, tmpDir string) 
 	if _, err := os.Stat(cached); err == nil {
 		if err := checkTarballSHA1(cached, n); err != nil {
 			os.Remove(cached)
-			f.status("npm %s: cached tarball fails verification (%v); deleted, packing it again", n.Spec(), err)
+			f.status("npm %s: cached tarball fails verification (%v); deleted, fetching it again", n.Spec(), err)
 		} else {
 			f.status("npm %s: tarball cached%s", n.Spec(), sha1Note(n))
 			return cached, nil
@@ -66,14 +69,105 @@ func (f *Fetcher) npmTarball(ctx context.Context, n catalog.NPM, tmpDir string) 
 		return "", err
 	}
 	defer os.RemoveAll(packDir)
+	got, how, err := f.npmDownload(ctx, n, packDir)
+	var mismatch *MismatchError
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return "", ctx.Err()
+	case errors.As(err, &mismatch), errors.Is(err, errUnreachable):
+		// npm pack would fetch the same bytes from the same registry.
+		return "", err
+	default:
+		f.status("npm %s: %v; trying npm pack", n.Spec(), err)
+		if got, err = f.npmPack(ctx, n, packDir); err != nil {
+			return "", err
+		}
+		how = "npm pack"
+	}
+	if err := os.Rename(got, cached); err != nil {
+		return "", err
+	}
+	f.status("npm %s: tarball fetched (%s)%s", n.Spec(), how, sha1Note(n))
+	return cached, nil
+}
+
+// npmDist is the dist object of `npm view <spec> dist --json`.
+type npmDist struct {
+	Tarball   string `json:"tarball"`
+	Shasum    string `json:"shasum"`
+	Integrity string `json:"integrity"`
+}
+
+// npmDownload fetches the tarball that npm names for the spec into dir,
+// verified against the catalog's sha1 and the registry's own checksums. It
+// says how it got it, for the status line.
+func (f *Fetcher) npmDownload(ctx context.Context, n catalog.NPM, dir string) (path, how string, err error) {
+	cmd := exec.CommandContext(ctx, f.NPM, "view", "--json", n.Spec(), "dist")
+	cmd.Env = append(os.Environ(), "npm_config_update_notifier=false")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
+		return "", "", npmError(err, stderr.String())
+	}
+	var dist npmDist
+	if err := json.Unmarshal(stdout.Bytes(), &dist); err != nil || !strings.HasPrefix(dist.Tarball, "http") {
+		return "", "", fmt.Errorf("npm view %s dist gave no tarball url", n.Spec())
+	}
+	path, err = f.download(ctx, "npm "+n.Spec(), dist.Tarball, 0, dir)
+	if err != nil {
+		// The registry npm talks to may be one this process cannot reach
+		// directly (a proxy in npm's configuration): npm pack still can.
+		return "", "", fmt.Errorf("downloading %s: %v", dist.Tarball, err)
+	}
+	if err := checkTarballSHA1(path, n); err != nil {
+		os.Remove(path)
+		return "", "", err
+	}
+	if err := checkRegistrySums(path, dist); err != nil {
+		os.Remove(path)
+		return "", "", err
+	}
+	return path, "downloaded " + dist.Tarball, nil
+}
+
+// checkRegistrySums checks a tarball against the sha1 shasum and sha512
+// integrity the registry publishes, as npm itself would.
+func checkRegistrySums(path string, dist npmDist) error {
+	if dist.Shasum != "" {
+		got, err := fileSHA1(path)
+		if err != nil {
+			return err
+		}
+		if got != dist.Shasum {
+			return &MismatchError{"npm tarball shasum (registry)", got, dist.Shasum}
+		}
+	}
+	if want, ok := strings.CutPrefix(dist.Integrity, "sha512-"); ok {
+		got, err := fileSHA512Base64(path)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return &MismatchError{"npm tarball integrity (registry)", "sha512-" + got, dist.Integrity}
+		}
+	}
+	return nil
+}
+
+// npmPack fetches the tarball with npm pack into dir.
+func (f *Fetcher) npmPack(ctx context.Context, n catalog.NPM, dir string) (string, error) {
 	f.status("npm %s: packing (npm pack, no install scripts)", n.Spec())
 	stop := f.heartbeat("npm pack " + n.Spec())
-	cmd := exec.CommandContext(ctx, f.NPM, "pack", "--silent", "--ignore-scripts", "--pack-destination", packDir, n.Spec())
+	cmd := exec.CommandContext(ctx, f.NPM, "pack", "--silent", "--ignore-scripts", "--pack-destination", dir, n.Spec())
 	cmd.Env = append(os.Environ(), "npm_config_update_notifier=false", "npm_config_fund=false", "npm_config_audit=false")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Stdout = io.Discard
-	err = cmd.Run()
+	err := cmd.Run()
 	stop()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -82,18 +176,14 @@ func (f *Fetcher) npmTarball(ctx context.Context, n catalog.NPM, tmpDir string) 
 		return "", npmError(err, stderr.String())
 	}
 	// npm names the file itself (scope and slash mangled); take the only .tgz.
-	found, _ := filepath.Glob(filepath.Join(packDir, "*.tgz"))
+	found, _ := filepath.Glob(filepath.Join(dir, "*.tgz"))
 	if len(found) != 1 {
 		return "", fmt.Errorf("npm pack %s produced %d tarballs", n.Spec(), len(found))
 	}
 	if err := checkTarballSHA1(found[0], n); err != nil {
-		return "", err // packDir and the bad tarball go away with it
+		return "", err // dir and the bad tarball go away with it
 	}
-	if err := os.Rename(found[0], cached); err != nil {
-		return "", err
-	}
-	f.status("npm %s: tarball fetched%s", n.Spec(), sha1Note(n))
-	return cached, nil
+	return found[0], nil
 }
 
 func checkTarballSHA1(path string, n catalog.NPM) error {

@@ -41,12 +41,37 @@ func (f *Fetcher) fetchUpstream(ctx context.Context, it catalog.Item, tmpDir str
 	if up.Path == "" {
 		return f.download(ctx, it.Name, up.URL, it.Bytes, tmpDir)
 	}
-	archive, err := f.download(ctx, it.Name, up.URL, 0, tmpDir)
+	archive, err := f.upstreamArchive(ctx, it.Name, up.URL, tmpDir)
 	if err != nil {
 		return "", err
 	}
-	defer os.Remove(archive)
 	return extractToTemp(archive, up.Path, tmpDir)
+}
+
+// upstreamArchive downloads an archive once per run: the CUDA build's three
+// libraries come out of one release archive of several hundred MB. Close
+// deletes the archives.
+func (f *Fetcher) upstreamArchive(ctx context.Context, label, rawURL, tmpDir string) (string, error) {
+	if p, ok := f.archives[rawURL]; ok {
+		return p, nil
+	}
+	p, err := f.download(ctx, label, rawURL, 0, tmpDir)
+	if err != nil {
+		return "", err
+	}
+	if f.archives == nil {
+		f.archives = map[string]string{}
+	}
+	f.archives[rawURL] = p
+	return p, nil
+}
+
+// Close deletes what the run downloaded only to extract from.
+func (f *Fetcher) Close() {
+	for _, p := range f.archives {
+		os.Remove(p)
+	}
+	f.archives = nil
 }
 
 // download GETs rawURL into a new temp file in dir, showing progress.

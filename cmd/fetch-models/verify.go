@@ -4,6 +4,8 @@ import (
 	"crypto/md5"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -77,14 +79,24 @@ func verify(path string, it catalog.Item) (string, error) {
 
 // fileSHA1 is for npm tarballs, whose registry shasum is a sha1.
 func fileSHA1(path string) (string, error) {
+	sum, err := fileHash(path, sha1.New())
+	return hex.EncodeToString(sum), err
+}
+
+// fileSHA512Base64 is for npm's integrity field, "sha512-<base64>".
+func fileSHA512Base64(path string) (string, error) {
+	sum, err := fileHash(path, sha512.New())
+	return base64.StdEncoding.EncodeToString(sum), err
+}
+
+func fileHash(path string, h hash.Hash) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer f.Close()
-	h := sha1.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return "", err
+		return nil, err
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return h.Sum(nil), nil
 }

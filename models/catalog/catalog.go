@@ -24,17 +24,23 @@ const (
 	// HomeEnv overrides DefaultHome, the install folder at the repo root.
 	HomeEnv     = "IMGSERVE_HOME"
 	DefaultHome = ".imgserve"
-	// LibDir and ModelsDir are the install subfolders of the home folder.
-	LibDir    = "lib"
-	ModelsDir = "models"
+	// LibDir, CUDALibDir and ModelsDir are the install subfolders of the
+	// home folder. The CUDA build of ONNX Runtime has a folder of its own:
+	// its core library loads its provider libraries from its own folder, and
+	// it must not replace the CPU build, which stays the default.
+	LibDir     = "lib"
+	CUDALibDir = "lib/cuda"
+	ModelsDir  = "models"
 )
 
-// Kind says where an item is installed: runtimes into lib/, models into models/.
+// Kind says where an item is installed: runtimes into lib/, the CUDA build
+// of the runtime into lib/cuda/, models into models/.
 type Kind string
 
 const (
-	KindRuntime Kind = "runtime"
-	KindModel   Kind = "model"
+	KindRuntime     Kind = "runtime"
+	KindCUDARuntime Kind = "cuda-runtime"
+	KindModel       Kind = "model"
 )
 
 // Catalog is the parsed catalog.yaml.
@@ -77,13 +83,22 @@ type NPM struct {
 // Spec is the argument for npm pack, e.g. onnxruntime-node@1.24.3.
 func (n NPM) Spec() string { return n.Package + "@" + n.Version }
 
-// Dir is the install subfolder of the home folder: LibDir or ModelsDir.
+// Dir is the install subfolder of the home folder: LibDir, CUDALibDir or
+// ModelsDir.
 func (it Item) Dir() string {
-	if it.Kind == KindRuntime {
+	switch it.Kind {
+	case KindRuntime:
 		return LibDir
+	case KindCUDARuntime:
+		return CUDALibDir
 	}
 	return ModelsDir
 }
+
+// GPU says whether the item belongs to the CUDA build, which is fetched only
+// on request (scripts/fetch-models.sh --gpu, or by name): a CPU host has no
+// use for its 250 MB.
+func (it Item) GPU() bool { return it.Kind == KindCUDARuntime }
 
 // RelPath is the install path relative to the home folder, e.g. models/u2netp.onnx.
 func (it Item) RelPath() string { return it.Dir() + "/" + it.File }
@@ -121,6 +136,18 @@ func (c *Catalog) Names() []string {
 	names := make([]string, len(c.Items))
 	for i, it := range c.Items {
 		names[i] = it.Name
+	}
+	return names
+}
+
+// Select lists, in catalog order, the names of the items that are (gpu) or
+// are not (!gpu) part of the CUDA build.
+func (c *Catalog) Select(gpu bool) []string {
+	var names []string
+	for _, it := range c.Items {
+		if it.GPU() == gpu {
+			names = append(names, it.Name)
+		}
 	}
 	return names
 }
@@ -163,8 +190,8 @@ func (it Item) validate() error {
 	switch {
 	case !nameRE.MatchString(it.Name):
 		return errors.New("name must match " + nameRE.String())
-	case it.Kind != KindRuntime && it.Kind != KindModel:
-		return fmt.Errorf("kind %q is neither runtime nor model", it.Kind)
+	case it.Kind != KindRuntime && it.Kind != KindCUDARuntime && it.Kind != KindModel:
+		return fmt.Errorf("kind %q is not runtime, cuda-runtime or model", it.Kind)
 	case !nameRE.MatchString(it.File):
 		return fmt.Errorf("file %q must be a plain file name", it.File)
 	case it.SHA256 != "" && !sha256RE.MatchString(it.SHA256):

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -11,20 +12,23 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{ // every item of MODELS.md, with its install file
-		"onnxruntime":          "lib/libonnxruntime.so.1",
-		"u2netp":               "models/u2netp.onnx",
-		"isnet-imgly-small":    "models/isnet-imgly-small.onnx",
-		"isnet-imgly-medium":   "models/isnet-imgly-medium.onnx",
-		"u2net":                "models/u2net.onnx",
-		"u2net_human_seg":      "models/u2net_human_seg.onnx",
-		"silueta":              "models/silueta.onnx",
-		"isnet-general-use":    "models/isnet-general-use.onnx",
-		"lama":                 "models/lama_fp32.onnx",
-		"clip-vision":          "models/clip-vit-b32-vision.onnx",
-		"clip-vision-int8":     "models/clip-vit-b32-vision-int8.onnx",
-		"clip-text-int8":       "models/clip-vit-b32-text-int8.onnx",
-		"caption-encoder-int8": "models/vit-gpt2-encoder-int8.onnx",
-		"caption-decoder-int8": "models/vit-gpt2-decoder-merged-int8.onnx",
+		"onnxruntime":               "lib/libonnxruntime.so.1",
+		"onnxruntime-cuda":          "lib/cuda/libonnxruntime.so",
+		"onnxruntime-cuda-shared":   "lib/cuda/libonnxruntime_providers_shared.so",
+		"onnxruntime-cuda-provider": "lib/cuda/libonnxruntime_providers_cuda.so",
+		"u2netp":                    "models/u2netp.onnx",
+		"isnet-imgly-small":         "models/isnet-imgly-small.onnx",
+		"isnet-imgly-medium":        "models/isnet-imgly-medium.onnx",
+		"u2net":                     "models/u2net.onnx",
+		"u2net_human_seg":           "models/u2net_human_seg.onnx",
+		"silueta":                   "models/silueta.onnx",
+		"isnet-general-use":         "models/isnet-general-use.onnx",
+		"lama":                      "models/lama_fp32.onnx",
+		"clip-vision":               "models/clip-vit-b32-vision.onnx",
+		"clip-vision-int8":          "models/clip-vit-b32-vision-int8.onnx",
+		"clip-text-int8":            "models/clip-vit-b32-text-int8.onnx",
+		"caption-encoder-int8":      "models/vit-gpt2-encoder-int8.onnx",
+		"caption-decoder-int8":      "models/vit-gpt2-decoder-merged-int8.onnx",
 	}
 	if len(c.Items) != len(want) {
 		t.Errorf("catalog has %d items, want %d: %v", len(c.Items), len(want), c.Names())
@@ -51,6 +55,25 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 		ort.Bytes != 35164376 || ort.NPM == nil || ort.NPM.TarballSHA1 != "ec8da99c335aa5ea95559a3ac1ae915a89541d5e" ||
 		ort.NPM.Spec() != "onnxruntime-node@1.24.3" || ort.Upstream == nil || ort.Upstream.Path == "" {
 		t.Errorf("onnxruntime entry wrong: %+v npm=%+v up=%+v", ort, ort.NPM, ort.Upstream)
+	}
+	// MODELS.md's CUDA build: the core and the providers, from npm.
+	gpu := map[string][3]string{
+		"onnxruntime-cuda":          {"5715f06d8992ca8eeeddcce43df3a7d38f97d537052126f558e912cb312460ca", "com.github.asus4.onnxruntime@0.4.9", "package/Plugins/Linux/x64/libonnxruntime.so"},
+		"onnxruntime-cuda-shared":   {"c6a12593396095f5670160e284c35d1700b7708cf3037b7042e2a5200ccae772", "com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9", "package/Plugins/Linux/x64/libonnxruntime_providers_shared.so"},
+		"onnxruntime-cuda-provider": {"56cf3254b118ad837ccc4ed8f6d1b23504bbf7ef91b34cbc0b289cb7f10b3037", "com.github.asus4.onnxruntime.linux-x64-gpu@0.4.9", "package/Plugins/Linux/x64/libonnxruntime_providers_cuda.so"},
+	}
+	for name, w := range gpu {
+		it, _ := c.Item(name)
+		if !it.GPU() || it.SHA256 != w[0] || it.NPM == nil || it.NPM.Spec() != w[1] || it.NPM.Path != w[2] ||
+			it.NPM.TarballSHA1 == "" || it.Upstream == nil || !strings.Contains(it.Upstream.URL, "onnxruntime-linux-x64-gpu-1.29.0.tgz") {
+			t.Errorf("%s entry wrong: %+v npm=%+v up=%+v", name, it, it.NPM, it.Upstream)
+		}
+	}
+	if got := c.Select(true); !slices.Equal(got, []string{"onnxruntime-cuda", "onnxruntime-cuda-shared", "onnxruntime-cuda-provider"}) {
+		t.Errorf("Select(gpu) = %v", got)
+	}
+	if got := c.Select(false); len(got) != len(want)-len(gpu) || slices.ContainsFunc(got, func(n string) bool { _, g := gpu[n]; return g }) {
+		t.Errorf("Select(!gpu) = %v", got)
 	}
 	small, _ := c.Item("isnet-imgly-small")
 	if small.NPM == nil || small.NPM.ChunksKey != "/models/small" || small.Upstream != nil {
