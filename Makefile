@@ -6,13 +6,15 @@
 
 GO ?= go
 ARGS ?=
+# `make run ARGS='--device cuda'` (or auto) also fetches the CUDA build.
+FETCH_ARGS = $(if $(filter cuda cuda:% auto,$(subst =, ,$(ARGS))),--gpu)
 
-.PHONY: run test fetch build bench
+.PHONY: run test fetch fetch-test build bench
 
 run: fetch
 	$(GO) run ./cmd/imgserve $(ARGS)
 
-test: fetch
+test: fetch-test
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
@@ -21,7 +23,12 @@ test: fetch
 	$(GO) test -count=1 -run Alloc ./...
 
 fetch:
-	scripts/fetch-models.sh
+	scripts/fetch-models.sh $(FETCH_ARGS)
+
+# The tests also need the CUDA build's 28 MB core library (not its 230 MB
+# CUDA provider): the u2netp parity tests run on it too, on its CPU provider.
+fetch-test: fetch
+	scripts/fetch-models.sh onnxruntime-cuda
 
 build:
 	$(GO) build -o bin/imgserve ./cmd/imgserve

@@ -20,7 +20,7 @@ var testRuntime *Runtime
 // TestMain loads the real ONNX Runtime once (one environment per process) and
 // checks after all tests that no goroutine outlived its scheduler.
 func TestMain(m *testing.M) {
-	rt, err := NewRuntime(paths.ORTLib(paths.RepoHome()), Device{})
+	rt, err := NewRuntime(paths.TestORTLib(), Device{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "inference tests need the ONNX Runtime library:", err)
 		os.Exit(1)

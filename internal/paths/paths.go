@@ -22,6 +22,24 @@ func Home() string {
 // ORTLib is where the ONNX Runtime shared library lives under home.
 func ORTLib(home string) string { return filepath.Join(home, "lib", "libonnxruntime.so.1") }
 
+// ORTCUDALib is where the CUDA build of ONNX Runtime lives under home
+// (scripts/fetch-models.sh --gpu), its provider libraries beside it.
+func ORTCUDALib(home string) string { return filepath.Join(home, "lib", "cuda", "libonnxruntime.so") }
+
+// TestORTLibEnv names another ONNX Runtime library for the tests to load
+// instead of the CPU build, such as the CUDA build's core, which must run
+// the CPU provider as well.
+const TestORTLibEnv = "IMGSERVE_TEST_ORT_LIB"
+
+// TestORTLib is the library the tests load: $IMGSERVE_TEST_ORT_LIB, or the
+// CPU build in the repository's home.
+func TestORTLib() string {
+	if p := os.Getenv(TestORTLibEnv); p != "" {
+		return p
+	}
+	return ORTLib(RepoHome())
+}
+
 // Models is where model files live under home.
 func Models(home string) string { return filepath.Join(home, "models") }
 

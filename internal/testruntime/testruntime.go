@@ -17,15 +17,21 @@ import (
 	"github.com/imgserve/imgserve/internal/paths"
 )
 
-// Run loads the runtime fetched into the repository, hands it to use, runs
+// Run loads the runtime fetched into the repository (or the one
+// $IMGSERVE_TEST_ORT_LIB names), hands it to use, runs
 // the tests and exits. pkg names the package in the message shown when the
 // library is missing; ignore lists goroutines that may outlive the tests
 // (a library's own).
 func Run(m *testing.M, pkg string, use func(*inference.Runtime), ignore ...goleak.Option) {
-	rt, err := inference.NewRuntime(paths.ORTLib(paths.RepoHome()), inference.Device{})
+	lib := paths.TestORTLib()
+	rt, err := inference.NewRuntime(lib, inference.Device{})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s tests need the ONNX Runtime library (run scripts/fetch-models.sh): %v\n", pkg, err)
 		os.Exit(1)
+	}
+	if os.Getenv(paths.TestORTLibEnv) != "" {
+		// What the tests ran on, for whoever asked for another library.
+		fmt.Fprintf(os.Stderr, "testruntime: onnxruntime %s from %s\n", rt.Version(), lib)
 	}
 	use(rt)
 	code := m.Run()
