@@ -33,7 +33,7 @@ func TestU2netpParityOnGPUCoreLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parity tests on the GPU core library failed: %v", err)
 	}
-	if !regexp.MustCompile(`testruntime: onnxruntime 1\.29\.\d+ from `+regexp.QuoteMeta(lib)).Match(out) {
+	if !regexp.MustCompile(`testruntime: onnxruntime 1\.29\.\d+ from ` + regexp.QuoteMeta(lib)).Match(out) {
 		t.Errorf("the child did not run on ONNX Runtime 1.29 from %s", lib)
 	}
 	for _, name := range []string{"TestRembgParityAndISNet", "TestKServeServesRealU2netpLikeSessionRun"} {
