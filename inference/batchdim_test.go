@@ -140,19 +140,28 @@ func TestCUDAWithoutProviderFailsClearly(t *testing.T) {
 	// say so, not crash or silently run on the CPU.
 	r := &Runtime{device: Device{CUDA: true, ID: 0}}
 	_, err := r.sessionOptions(SessionOptions{IntraOpThreads: 1})
-	if !errors.Is(err, ErrCUDAUnavailable) || !strings.Contains(err.Error(), "--ort-lib") {
+	if !errors.Is(err, ErrCUDAUnavailable) || !strings.Contains(err.Error(), "scripts/fetch-models.sh --gpu") {
 		t.Fatalf("got %v, want ErrCUDAUnavailable with advice", err)
 	}
 }
 
 func TestParseDevice(t *testing.T) {
-	for in, want := range map[string]Device{"cpu": {}, "cuda": {CUDA: true}, "cuda:1": {CUDA: true, ID: 1}} {
-		got, err := ParseDevice(in)
-		if err != nil || got != want {
-			t.Errorf("ParseDevice(%q) = %v, %v", in, got, err)
+	for _, c := range []struct {
+		in   string
+		want Device
+		name string
+	}{
+		{"cpu", Device{}, "cpu"},
+		{"cuda", Device{CUDA: true}, "cuda:0"},
+		{"cuda:1", Device{CUDA: true, ID: 1}, "cuda:1"},
+		{"auto", Device{Auto: true}, "auto"},
+	} {
+		got, err := ParseDevice(c.in)
+		if err != nil || got != c.want || got.String() != c.name {
+			t.Errorf("ParseDevice(%q) = %v (%s), %v", c.in, got, got.String(), err)
 		}
 	}
-	for _, bad := range []string{"gpu", "cuda:", "cuda:-1", "cuda:x"} {
+	for _, bad := range []string{"gpu", "cuda:", "cuda:-1", "cuda:x", "AUTO"} {
 		if _, err := ParseDevice(bad); err == nil {
 			t.Errorf("ParseDevice(%q) accepted", bad)
 		}

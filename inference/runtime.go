@@ -17,30 +17,38 @@ import (
 type Device struct {
 	CUDA bool
 	ID   int // CUDA device ordinal
+	// Auto asks for cuda:0 when the host can run it, else the CPU; Start
+	// resolves it, so a Runtime's device is never Auto.
+	Auto bool
 }
 
 func (d Device) String() string {
-	if d.CUDA {
+	switch {
+	case d.Auto:
+		return "auto"
+	case d.CUDA:
 		return "cuda:" + strconv.Itoa(d.ID)
 	}
 	return "cpu"
 }
 
-// ParseDevice reads "cpu", "cuda" or "cuda:N".
+// ParseDevice reads "cpu", "cuda", "cuda:N" or "auto".
 func ParseDevice(s string) (Device, error) {
 	switch {
 	case s == "cpu" || s == "":
 		return Device{}, nil
+	case s == "auto":
+		return Device{Auto: true}, nil
 	case s == "cuda":
 		return Device{CUDA: true}, nil
 	case strings.HasPrefix(s, "cuda:"):
 		id, err := strconv.Atoi(s[len("cuda:"):])
 		if err != nil || id < 0 {
-			return Device{}, fmt.Errorf("bad device %q: want cpu, cuda or cuda:N", s)
+			return Device{}, fmt.Errorf("bad device %q: want cpu, cuda, cuda:N or auto", s)
 		}
 		return Device{CUDA: true, ID: id}, nil
 	}
-	return Device{}, fmt.Errorf("bad device %q: want cpu, cuda or cuda:N", s)
+	return Device{}, fmt.Errorf("bad device %q: want cpu, cuda, cuda:N or auto", s)
 }
 
 // Runtime is the process-wide ONNX Runtime environment. ONNX Runtime allows
@@ -80,6 +88,10 @@ func NewRuntime(libPath string, device Device) (*Runtime, error) {
 		return nil, fmt.Errorf("disabling ONNX Runtime telemetry: %w", err)
 	}
 	r := &Runtime{device: device}
+	if device.Auto {
+		ort.DestroyEnvironment()
+		return nil, errors.New("device auto must be resolved first (see Start)")
+	}
 	if device.CUDA {
 		opts, err := r.sessionOptions(SessionOptions{IntraOpThreads: 1})
 		if err != nil {
@@ -149,7 +161,7 @@ func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error)
 	}
 	if r.device.CUDA {
 		if err := r.appendCUDA(opts); err != nil {
-			return fail(fmt.Errorf("%w on %v: %v; use the GPU build of ONNX Runtime 1.24 (onnxruntime-linux-x64-gpu, with CUDA 12 and cuDNN 9), keep its provider libraries beside libonnxruntime.so, and pass it with --ort-lib", ErrCUDAUnavailable, r.device, err))
+			return fail(fmt.Errorf("%w on %v: %v; use the CUDA build of ONNX Runtime (scripts/fetch-models.sh --gpu), with its provider libraries beside its core library, on a host with CUDA 13 and cuDNN 9", ErrCUDAUnavailable, r.device, err))
 		}
 	}
 	return opts, nil

@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -47,6 +48,7 @@ type options struct {
 	addr           string
 	modelsDir      string
 	ortLib         string
+	ortCUDALib     string
 	config         string
 	device         string
 	maxBodySize    int
@@ -71,9 +73,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&o.modelsDir, "models-dir", paths.Models(home), "folder of model files ($IMGSERVE_HOME/models)")
-	fs.StringVar(&o.ortLib, "ort-lib", paths.ORTLib(home), "ONNX Runtime shared library ($IMGSERVE_HOME/lib/libonnxruntime.so.1)")
+	fs.StringVar(&o.ortLib, "ort-lib", paths.ORTLib(home), "ONNX Runtime CPU build, for --device cpu ($IMGSERVE_HOME/lib/libonnxruntime.so.1)")
+	fs.StringVar(&o.ortCUDALib, "ort-cuda-lib", paths.ORTCUDALib(home), "ONNX Runtime CUDA build's core library, its provider libraries beside it, for --device cuda ($IMGSERVE_HOME/lib/cuda/libonnxruntime.so; scripts/fetch-models.sh --gpu)")
 	fs.StringVar(&o.config, "config", "", "model configuration YAML (default: the embedded one, see models/defaults.yaml)")
-	fs.StringVar(&o.device, "device", "cpu", "where models run: cpu, cuda or cuda:N")
+	fs.StringVar(&o.device, "device", "cpu", "where models run: cpu, cuda, cuda:N, or auto (cuda:0 when this host can run it, else cpu, saying why)")
 	fs.IntVar(&o.maxBodySize, "max-body-size", server.DefaultMaxBodySize, "largest request body in bytes (413 above)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", time.Minute, "deadline for one request (504 after)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish")
@@ -103,10 +106,43 @@ func run(args []string, stderr io.Writer) int {
 	}
 	log := slog.New(handler)
 	if err := serve(o, log); err != nil {
+		if errors.Is(err, inference.ErrCUDAUnavailable) {
+			// A list of what the GPU host lacks, one line each: a log
+			// field would fold it into one escaped line.
+			fmt.Fprintln(stderr, "imgserve:", err)
+			return 1
+		}
 		log.Error("imgserve stopped", "err", err)
 		return 1
 	}
 	return 0
+}
+
+// logStart says which ONNX Runtime build and device serve, and on a GPU
+// which GPU and which CUDA libraries.
+func logStart(log *slog.Logger, asked inference.Device, s inference.Started) {
+	if s.Fallback != "" {
+		log.Warn("no usable GPU: serving on the CPU", "device", asked.String(), "onnxruntime_lib", s.Library, "reason", s.Fallback)
+		return
+	}
+	if !s.Device.CUDA {
+		return
+	}
+	g := s.GPU
+	attrs := []any{"device", s.Device.String(), "name", g.Name, "memory", fmt.Sprintf("%.1f GiB", float64(g.TotalMemory)/(1<<30))}
+	if g.FreeMemory > 0 {
+		attrs = append(attrs, "free", fmt.Sprintf("%.1f GiB", float64(g.FreeMemory)/(1<<30)))
+	}
+	attrs = append(attrs, "compute_capability", g.ComputeCapability, "driver_cuda", g.DriverCUDA, "onnxruntime_lib", s.Library)
+	log.Info("GPU", attrs...)
+	libs := make([]string, 0, len(s.CUDALibraries))
+	for name := range s.CUDALibraries {
+		libs = append(libs, name)
+	}
+	slices.Sort(libs)
+	for _, name := range libs {
+		log.Info("CUDA library", "name", name, "path", s.CUDALibraries[name])
+	}
 }
 
 // loadIndex opens the opt-in snapshot; without one the collections live in
@@ -135,11 +171,16 @@ func serve(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rt, err := inference.NewRuntime(o.ortLib, device)
+	rt, started, err := inference.Start(inference.Libraries{
+		CPU:       o.ortLib,
+		CUDA:      o.ortCUDALib,
+		FetchCUDA: catalog.Script + " --gpu",
+	}, device)
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
+	logStart(log, device, started)
 
 	store, err := loadIndex(o.indexSnapshot, log)
 	if err != nil {
@@ -169,7 +210,7 @@ func serve(o options, log *slog.Logger) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", device.String(),
+	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(),
 		"onnxruntime", rt.Version(), "models_dir", o.modelsDir)
 
 	// Models load after the listener is up, so liveness answers at once and

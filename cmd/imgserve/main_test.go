@@ -26,7 +26,7 @@ func TestBadStartsFailClearly(t *testing.T) {
 	}{
 		{[]string{"--no-such-flag"}, 2, "flag provided but not defined"},
 		{[]string{"extra"}, 2, "unexpected argument"},
-		{[]string{"--device", "gpu"}, 1, "want cpu, cuda or cuda:N"},
+		{[]string{"--device", "gpu"}, 1, "want cpu, cuda, cuda:N or auto"},
 		{[]string{"--config", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"--ort-lib", "/nonexistent/libonnxruntime.so"}, 1, "scripts/fetch-models.sh onnxruntime"},
 	}
