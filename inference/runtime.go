@@ -173,7 +173,13 @@ func (r *Runtime) appendCUDA(opts *ort.SessionOptions) error {
 		return err
 	}
 	defer cuda.Destroy()
-	if err := cuda.Update(map[string]string{"device_id": strconv.Itoa(r.device.ID)}); err != nil {
+	// The arena grows by what is asked for, not by doubling: with batch
+	// buckets the shapes are few, and doubling would hold on to memory that
+	// the next bucket never uses.
+	if err := cuda.Update(map[string]string{
+		"device_id":             strconv.Itoa(r.device.ID),
+		"arena_extend_strategy": "kSameAsRequested",
+	}); err != nil {
 		return err
 	}
 	return opts.AppendExecutionProviderCUDA(cuda)

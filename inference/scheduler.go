@@ -27,6 +27,13 @@ type BatchConfig struct {
 	MaxQueueSize int
 	// Instances is how many batches may run at once.
 	Instances int
+	// BatchBuckets, when set, pad every batch with zero rows up to the
+	// smallest bucket that holds it (a batch larger than every bucket runs
+	// as it is), and the padding rows' outputs are dropped. On a GPU this
+	// keeps the shapes a session sees to a few: the CUDA allocator's arena
+	// and cuDNN's algorithm choices are per shape, and would otherwise grow
+	// with every new batch size. On a CPU the padding is wasted work.
+	BatchBuckets []int
 	// SharedInputs are the positions of inputs without a batch dimension,
 	// such as a decoder's use_cache_branch flag. Requests batch together only
 	// when these are equal, and the batch passes them through as they are.
@@ -42,7 +49,32 @@ func (c BatchConfig) normalised() BatchConfig {
 		return p < 1 || p > c.MaxBatchSize
 	})
 	slices.Sort(c.PreferredBatchSizes)
+	c.BatchBuckets = slices.DeleteFunc(slices.Clone(c.BatchBuckets), func(b int) bool {
+		return b < 1 || b > c.MaxBatchSize
+	})
+	slices.Sort(c.BatchBuckets)
+	c.BatchBuckets = slices.Compact(c.BatchBuckets)
 	return c
+}
+
+// PowerOfTwoBuckets are 1, 2, 4... up to max, and max itself: the default
+// buckets on a GPU.
+func PowerOfTwoBuckets(max int) []int {
+	var b []int
+	for n := 1; n < max; n *= 2 {
+		b = append(b, n)
+	}
+	return append(b, max)
+}
+
+// bucket is the batch size a batch of rows runs at.
+func (c BatchConfig) bucket(rows int) int {
+	for _, b := range c.BatchBuckets {
+		if b >= rows {
+			return b
+		}
+	}
+	return rows
 }
 
 // Runner executes one batch. *Session is the Runner in production.
@@ -357,12 +389,17 @@ func (s *Scheduler) execute(batch []*request) {
 	for _, r := range batch {
 		rows += r.rows
 	}
-	inputs, release := s.pack(batch, rows)
+	padded := rows
+	if s.cfg.MaxBatchSize > 1 {
+		padded = s.cfg.bucket(rows)
+	}
+	inputs, release := s.pack(batch, padded)
 	out, err := s.run.Run(inputs)
 	release()
 	compute := s.clock.Now().Sub(start)
-	if err == nil && len(batch) > 1 {
-		err = checkRows(out, rows)
+	split := len(batch) > 1 || padded != rows
+	if err == nil && split {
+		err = checkRows(out, padded)
 	}
 	s.obs.ObserveBatch(rows, compute)
 
@@ -371,7 +408,7 @@ func (s *Scheduler) execute(batch []*request) {
 		res := result{err: err}
 		if err == nil {
 			res.out = out
-			if len(batch) > 1 {
+			if split {
 				res.out = sliceRows(out, offset, r.rows)
 			}
 		}
@@ -382,9 +419,10 @@ func (s *Scheduler) execute(batch []*request) {
 }
 
 // pack concatenates the requests' inputs along the batch dimension into
-// pooled buffers. A batch of one request is passed through without a copy.
+// pooled buffers, with zero rows after them up to rows (a bucket). A batch
+// of one request that fills its bucket is passed through without a copy.
 func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
-	if len(batch) == 1 {
+	if len(batch) == 1 && batch[0].rows == rows {
 		return batch[0].inputs, func() {}
 	}
 	first := batch[0].inputs
@@ -402,6 +440,7 @@ func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
 		for _, r := range batch {
 			off += copy(data[off:], r.inputs[i].Data)
 		}
+		clear(data[off:]) // pooled buffers hold an earlier batch's rows
 		shape := slices.Clone(t.Shape)
 		shape[0] = int64(rows)
 		inputs[i] = Tensor{DType: t.DType, Shape: shape, Data: data}

@@ -462,3 +462,83 @@ func TestRunErrorReachesTheCaller(t *testing.T) {
 	}
 	checkAffine(t, in, out)
 }
+
+// With batch buckets, a batch runs padded with zero rows to the smallest
+// bucket that holds it, and every request still gets exactly its rows.
+func TestBatchBucketsPadWithZeroRows(t *testing.T) {
+	g := newGated(loadSession(t, "affine_f32.onnx"))
+	rec := &recorder{}
+	s := gatedScheduler(t, g, BatchConfig{MaxBatchSize: 8, BatchBuckets: []int{8, 2, 4, 1, 16, 4}, MaxQueueSize: 64, Instances: 1}, rec)
+	if got := s.Config().BatchBuckets; !slices.Equal(got, []int{1, 2, 4, 8}) {
+		t.Fatalf("buckets normalised to %v, want [1 2 4 8]", got)
+	}
+
+	var wg sync.WaitGroup
+	submit := func(id, rows int) {
+		defer wg.Done()
+		in := affineRows(id, rows)
+		out, err := s.Submit(context.Background(), []Tensor{in})
+		if err != nil {
+			t.Errorf("request %d: %v", id, err)
+			return
+		}
+		checkAffine(t, in, out)
+	}
+	// A lone request of 3 rows runs at 4; then three single rows queued
+	// behind it run together at 4; then one of 5 rows at 8.
+	wg.Add(1)
+	go submit(0, 3)
+	<-g.started
+	for id := 1; id <= 3; id++ {
+		wg.Add(1)
+		go submit(id, 1)
+	}
+	waitFor(t, "3 queued requests", func() bool { return s.Pending() == 3 })
+	g.open()
+	wg.Wait()
+	wg.Add(1)
+	submit(4, 5)
+
+	if got := rec.batchSizes(); !slices.Equal(got, []int{3, 3, 5}) {
+		t.Errorf("observed batch sizes %v, want the real rows [3 3 5]", got)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var ran []int64
+	for _, in := range g.runs {
+		ran = append(ran, in[0].Shape[0])
+		x := Values[float32](in[0])
+		if pad := x[len(x)-4:]; slices.ContainsFunc(pad, func(v float32) bool { return v != 0 }) {
+			t.Errorf("padding row %v is not zero", pad)
+		}
+	}
+	if !slices.Equal(ran, []int64{4, 4, 8}) {
+		t.Errorf("runs had %v rows, want [4 4 8]", ran)
+	}
+}
+
+func TestBucketChoice(t *testing.T) {
+	c := BatchConfig{MaxBatchSize: 16, BatchBuckets: PowerOfTwoBuckets(16)}.normalised()
+	if !slices.Equal(c.BatchBuckets, []int{1, 2, 4, 8, 16}) {
+		t.Fatalf("PowerOfTwoBuckets(16) = %v", c.BatchBuckets)
+	}
+	for rows, want := range map[int]int{1: 1, 2: 2, 3: 4, 5: 8, 9: 16, 16: 16} {
+		if got := c.bucket(rows); got != want {
+			t.Errorf("bucket(%d) = %d, want %d", rows, got, want)
+		}
+	}
+	if got := PowerOfTwoBuckets(12); !slices.Equal(got, []int{1, 2, 4, 8, 12}) {
+		t.Errorf("PowerOfTwoBuckets(12) = %v", got)
+	}
+	if got := PowerOfTwoBuckets(1); !slices.Equal(got, []int{1}) {
+		t.Errorf("PowerOfTwoBuckets(1) = %v", got)
+	}
+	// Without buckets a batch runs at its own size.
+	if got := (BatchConfig{MaxBatchSize: 8}).normalised().bucket(3); got != 3 {
+		t.Errorf("no buckets: bucket(3) = %d", got)
+	}
+	// Past the largest bucket, as it is.
+	if got := (BatchConfig{MaxBatchSize: 8, BatchBuckets: []int{1, 2}}).normalised().bucket(5); got != 5 {
+		t.Errorf("past the buckets: bucket(5) = %d", got)
+	}
+}

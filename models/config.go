@@ -48,6 +48,9 @@ type ModelConfig struct {
 	// Spin lets ONNX Runtime threads busy-wait between runs.
 	Spin     bool     `yaml:"spin"`
 	Batching Batching `yaml:"batching"`
+	// GPUBatching replaces Batching when the server runs on a GPU, where
+	// larger batches pay (default: Batching).
+	GPUBatching *Batching `yaml:"gpu_batching"`
 	// Options are task-specific settings, read by the task's pipeline (for
 	// example a caption encoder names its decoder).
 	Options map[string]string `yaml:"options"`
@@ -60,6 +63,9 @@ type Batching struct {
 	PreferredBatchSizes []int         `yaml:"preferred_batch_sizes"`
 	MaxQueueSize        int           `yaml:"max_queue_size"`
 	Instances           int           `yaml:"instances"`
+	// BatchBuckets pad batches to fixed sizes (see inference.BatchConfig);
+	// on a GPU they default to powers of two up to max_batch_size.
+	BatchBuckets []int `yaml:"batch_buckets"`
 }
 
 // BatchConfig converts to the scheduler's policy.
@@ -70,7 +76,43 @@ func (b Batching) BatchConfig() inference.BatchConfig {
 		PreferredBatchSizes: b.PreferredBatchSizes,
 		MaxQueueSize:        b.MaxQueueSize,
 		Instances:           b.Instances,
+		BatchBuckets:        b.BatchBuckets,
 	}
+}
+
+// BatchingFor is the batching a model gets on a device: on a GPU its
+// gpu_batching when it has one, with batches padded to buckets, powers of
+// two up to max_batch_size unless it names its own.
+func (mc ModelConfig) BatchingFor(d inference.Device) Batching {
+	if !d.CUDA {
+		return mc.Batching
+	}
+	b := mc.Batching
+	if mc.GPUBatching != nil {
+		b = *mc.GPUBatching
+	}
+	if len(b.BatchBuckets) == 0 && b.MaxBatchSize > 1 {
+		b.BatchBuckets = inference.PowerOfTwoBuckets(b.MaxBatchSize)
+	}
+	return b
+}
+
+// normalise fills in defaults and checks the values.
+func (b *Batching) normalise() error {
+	b.MaxBatchSize = max(b.MaxBatchSize, 1)
+	b.Instances = max(b.Instances, 1)
+	if b.MaxQueueSize <= 0 {
+		b.MaxQueueSize = 64
+	}
+	if b.MaxQueueDelay < 0 {
+		return fmt.Errorf("negative max_queue_delay")
+	}
+	for _, n := range b.BatchBuckets {
+		if n < 1 || n > b.MaxBatchSize {
+			return fmt.Errorf("batch_buckets %v: each must be 1 to max_batch_size %d", b.BatchBuckets, b.MaxBatchSize)
+		}
+	}
+	return nil
 }
 
 // DefaultConfig is the embedded configuration used without --config.
@@ -132,17 +174,16 @@ func ParseConfig(r io.Reader) (Config, error) {
 			yes := true
 			m.DynamicBatch = &yes
 		}
-		b := &m.Batching
-		b.MaxBatchSize = max(b.MaxBatchSize, 1)
-		b.Instances = max(b.Instances, 1)
-		if b.MaxQueueSize <= 0 {
-			b.MaxQueueSize = 64
+		if err := m.Batching.normalise(); err != nil {
+			return Config{}, fmt.Errorf("model %q: batching: %w", m.Name, err)
 		}
-		if b.MaxQueueDelay < 0 {
-			return Config{}, fmt.Errorf("model %q: negative max_queue_delay", m.Name)
+		if m.GPUBatching != nil {
+			if err := m.GPUBatching.normalise(); err != nil {
+				return Config{}, fmt.Errorf("model %q: gpu_batching: %w", m.Name, err)
+			}
 		}
 		if m.IntraOpThreads <= 0 {
-			m.IntraOpThreads = max(1, runtime.NumCPU()/b.Instances)
+			m.IntraOpThreads = max(1, runtime.NumCPU()/m.Batching.Instances)
 		}
 	}
 	return cfg, nil

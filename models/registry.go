@@ -164,7 +164,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		return nil, err
 	}
 	so := inference.SessionOptions{IntraOpThreads: mc.IntraOpThreads, Spin: mc.Spin, Outputs: mc.Outputs}
-	batching := mc.Batching.BatchConfig()
+	batching := mc.BatchingFor(r.opts.Runtime.Device()).BatchConfig()
 	var (
 		sess *inference.Session
 		mode inference.BatchMode
@@ -200,23 +200,38 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		session:   sess,
 	}
 	st.Batching = st.Scheduler.Config()
-	if err := warmUp(st); err != nil {
-		st.Scheduler.Close()
-		sess.Close()
-		return nil, fmt.Errorf("warm-up run: %w", err)
+	// One run per batch bucket: on a GPU each new shape costs an arena
+	// allocation and a cuDNN algorithm search, which the first requests of
+	// that size would otherwise wait for.
+	warm := []int{1}
+	for _, b := range st.Batching.BatchBuckets {
+		if b > 1 {
+			warm = append(warm, b)
+		}
+	}
+	for _, rows := range warm {
+		if err := warmUp(st, rows); err != nil {
+			st.Scheduler.Close()
+			sess.Close()
+			return nil, fmt.Errorf("warm-up run of %d rows: %w", rows, err)
+		}
 	}
 	return st, nil
 }
 
 // warmUp runs one batch of zeros, so the first client request does not pay
-// for ONNX Runtime's lazy initialisation.
-func warmUp(st *State) error {
+// for ONNX Runtime's lazy initialisation. rows fills a dynamic batch
+// dimension; other dynamic dimensions are 1.
+func warmUp(st *State, rows int) error {
 	inputs := make([]inference.Tensor, len(st.Inputs))
 	for i, info := range st.Inputs {
 		shape := slices.Clone(info.Shape)
 		for d := range shape {
 			if shape[d] < 0 {
 				shape[d] = 1
+				if d == 0 {
+					shape[d] = int64(rows)
+				}
 			}
 		}
 		n := int64(info.DType.Size())
@@ -227,6 +242,14 @@ func warmUp(st *State) error {
 	}
 	_, err := st.Scheduler.Submit(context.Background(), inputs)
 	return err
+}
+
+// Device is where the models run.
+func (r *Registry) Device() inference.Device {
+	if r.opts.Runtime == nil {
+		return inference.Device{}
+	}
+	return r.opts.Runtime.Device()
 }
 
 // Loaded reports whether Load has finished.

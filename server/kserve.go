@@ -173,6 +173,7 @@ type batchingInfo struct {
 	PreferredBatchSizes []int   `json:"preferred_batch_sizes"`
 	MaxQueueSize        int     `json:"max_queue_size"`
 	Instances           int     `json:"instances"`
+	BatchBuckets        []int   `json:"batch_buckets,omitempty"`
 }
 
 func (s *Server) listModels(ctx *fasthttp.RequestCtx, _ routeParams) {
@@ -191,6 +192,7 @@ func (s *Server) listModels(ctx *fasthttp.RequestCtx, _ routeParams) {
 				PreferredBatchSizes: append([]int{}, b.PreferredBatchSizes...),
 				MaxQueueSize:        b.MaxQueueSize,
 				Instances:           b.Instances,
+				BatchBuckets:        b.BatchBuckets,
 			}
 		}
 		list = append(list, info)

@@ -10,12 +10,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/models/caption"
 )
 
 // TestMain lets a test run the real main in a child process of this test
@@ -106,5 +110,28 @@ func TestDeviceAutoFallsBackToCPU(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("server exited with %v after SIGTERM", err)
+	}
+}
+
+// The embedded defaults raise batching on a GPU for every model that
+// batches through the scheduler (the caption decoder's steps are batched by
+// the caption pipeline, which has its own GPU setting).
+func TestDefaultsRaiseBatchingOnGPU(t *testing.T) {
+	cfg, err := models.DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range cfg.Models {
+		if m.Task == caption.TaskDecoder {
+			if m.Options["gpu_decode_batch_size"] == "" {
+				t.Errorf("%s: no gpu_decode_batch_size", m.Name)
+			}
+			continue
+		}
+		cpu, gpu := m.BatchingFor(inference.Device{}), m.BatchingFor(inference.Device{CUDA: true})
+		if m.GPUBatching == nil || gpu.MaxBatchSize <= cpu.MaxBatchSize || gpu.MaxBatchSize < 8 ||
+			!slices.Contains(gpu.BatchBuckets, gpu.MaxBatchSize) || len(gpu.PreferredBatchSizes) == 0 {
+			t.Errorf("%s: GPU batching %+v, CPU %+v", m.Name, gpu, cpu)
+		}
 	}
 }

@@ -29,9 +29,9 @@ func ORTCUDALib(home string) string { return filepath.Join(home, "lib", "cuda", 
 // TestORTLibEnv names another ONNX Runtime library for the tests to load
 // instead of the CPU build, such as the CUDA build's core, which must run
 // the CPU provider as well.
-const TestORTLibEnv = "IMGSERVE_TEST_ORT_LIB"
+const TestORTLibEnv = "IMGSERVE_ORT_LIB"
 
-// TestORTLib is the library the tests load: $IMGSERVE_TEST_ORT_LIB, or the
+// TestORTLib is the library the tests load: $IMGSERVE_ORT_LIB, or the
 // CPU build in the repository's home.
 func TestORTLib() string {
 	if p := os.Getenv(TestORTLibEnv); p != "" {

@@ -6,22 +6,20 @@ import (
 	"math"
 	"math/rand"
 	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/imgserve/imgserve/internal/paths"
 )
 
 // The tests run every model with the real ONNX Runtime and check the
 // semantics documented in README.md. The shared library is taken from
 // $IMGSERVE_ORT_LIB, else <repo>/.imgserve/lib/libonnxruntime.so.1.
 func TestMain(m *testing.M) {
-	lib := os.Getenv("IMGSERVE_ORT_LIB")
-	if lib == "" {
-		lib = filepath.Join(Dir(), "..", "..", ".imgserve", "lib", "libonnxruntime.so.1")
-	}
+	lib := paths.TestORTLib()
 	if _, err := os.Stat(lib); err != nil {
 		fmt.Fprintf(os.Stderr, "testmodels: ONNX Runtime shared library not found: %v\n"+
 			"Fetch it into <repo>/.imgserve/lib or set IMGSERVE_ORT_LIB to its path.\n", err)

@@ -18,7 +18,7 @@ import (
 )
 
 // Run loads the runtime fetched into the repository (or the one
-// $IMGSERVE_TEST_ORT_LIB names), hands it to use, runs
+// $IMGSERVE_ORT_LIB names), hands it to use, runs
 // the tests and exits. pkg names the package in the message shown when the
 // library is missing; ignore lists goroutines that may outlive the tests
 // (a library's own).

@@ -44,7 +44,8 @@
 // Decode steps of all requests to one decoder are batched by this package's
 // continuous batcher (see batcher), not by the registry's scheduler: the
 // decoder model keeps max_batch_size 1 in the registry, and its options set
-// decode_batch_size, the rows of one step. Its batching block's
+// decode_batch_size, the rows of one step (gpu_decode_batch_size overrides
+// it on a GPU, where the gpu_batching block replaces batching). Its batching block's
 // max_queue_delay is how long a new group of requests waits for company
 // before its first step, max_queue_size how many captions may wait or decode
 // at once (more get inference.ErrQueueFull), and instances how many steps may

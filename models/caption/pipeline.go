@@ -136,17 +136,22 @@ func (r *Registry) batcher(dec *models.Model) (*batcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("caption decoder %s: %w", dec.Config.Name, err)
 	}
+	device := r.models.Device()
 	rows := DefaultDecodeBatch
-	if v, ok := dec.Config.Options["decode_batch_size"]; ok {
+	for _, key := range decodeBatchKeys(device) {
+		v, ok := dec.Config.Options[key]
+		if !ok {
+			continue
+		}
 		if rows, err = strconv.Atoi(v); err != nil || rows < 1 || rows > 1024 {
-			return nil, fmt.Errorf("caption decoder %s: decode_batch_size %q: want 1 to 1024", dec.Config.Name, v)
+			return nil, fmt.Errorf("caption decoder %s: %s %q: want 1 to 1024", dec.Config.Name, key, v)
 		}
 	}
 	var obs inference.Observer = nopObserver{}
 	if r.observe != nil {
 		obs = r.observe(DecodeLabel(dec.Config.Name))
 	}
-	bc := dec.Config.Batching
+	bc := dec.Config.BatchingFor(device)
 	b := &batcher{
 		model:   dec,
 		sig:     sig,
@@ -159,6 +164,16 @@ func (r *Registry) batcher(dec *models.Model) (*batcher, error) {
 	}
 	r.batchers[dec.Config.Name] = b
 	return b, nil
+}
+
+// decodeBatchKeys are the options that set the rows of one decode step, the
+// later overriding the earlier: on a GPU, gpu_decode_batch_size overrides
+// decode_batch_size.
+func decodeBatchKeys(d inference.Device) []string {
+	if d.CUDA {
+		return []string{"decode_batch_size", "gpu_decode_batch_size"}
+	}
+	return []string{"decode_batch_size"}
 }
 
 // Pipeline captions images with one encoder and its decoder.
