@@ -55,6 +55,7 @@ func ParseDevice(s string) (Device, error) {
 // one environment per process, so there is one Runtime too.
 type Runtime struct {
 	device Device
+	lib    string // the library loaded, for the binding layer (ortbind.c)
 }
 
 var (
@@ -87,7 +88,7 @@ func NewRuntime(libPath string, device Device) (*Runtime, error) {
 		ort.DestroyEnvironment()
 		return nil, fmt.Errorf("disabling ONNX Runtime telemetry: %w", err)
 	}
-	r := &Runtime{device: device}
+	r := &Runtime{device: device, lib: libPath}
 	if device.Auto {
 		ort.DestroyEnvironment()
 		return nil, errors.New("device auto must be resolved first (see Start)")

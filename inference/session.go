@@ -21,6 +21,8 @@ type Session struct {
 	sess    *ort.DynamicAdvancedSession
 	inputs  []TensorInfo
 	outputs []TensorInfo
+	rt      *Runtime
+	bound   boundOnce // RunBound's state, made on first use
 }
 
 // NewSession loads a model from its serialised bytes.
@@ -51,7 +53,7 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating session: %w", err)
 	}
-	return &Session{sess: sess, inputs: inputs, outputs: outputs}, nil
+	return &Session{sess: sess, inputs: inputs, outputs: outputs, rt: r}, nil
 }
 
 func tensorInfos(infos []ort.InputOutputInfo) ([]TensorInfo, error) {
@@ -227,7 +229,9 @@ func fromValue(v ort.Value) (Tensor, error) {
 	return Tensor{}, errors.New("unsupported output value type")
 }
 
-// Close releases the session.
+// Close releases the session. Device tensors from it must be released
+// first.
 func (s *Session) Close() error {
+	s.bound.release()
 	return s.sess.Destroy()
 }
