@@ -85,6 +85,18 @@ func (m *Model) Infer(ctx context.Context, inputs []inference.Tensor) ([]inferen
 	return st.Scheduler.Submit(ctx, inputs)
 }
 
+// Session is the model's ONNX Runtime session while it is ready, for a
+// pipeline that drives it itself: the caption decoder keeps its cache in
+// device memory between steps with Session.RunBound. Such runs bypass the
+// model's scheduler, its queue and its metrics.
+func (m *Model) Session() (*inference.Session, error) {
+	st := m.State()
+	if st.Status != StatusReady {
+		return nil, fmt.Errorf("%w: %s is %s", ErrNotReady, m.Config.Name, st.Status)
+	}
+	return st.session, nil
+}
+
 // Options are what the registry needs from its caller.
 type Options struct {
 	ModelsDir string

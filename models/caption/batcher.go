@@ -39,6 +39,11 @@ type batcher struct {
 	maxSeqs int           // most sequences waiting or decoding
 	slots   int           // steps in flight at once
 	obs     inference.Observer
+	// onDevice keeps each cohort's cache (and its hidden states) in the
+	// decoder session's device memory between steps, running the session
+	// with I/O binding; keepOut marks the present outputs that stay there.
+	onDevice bool
+	keepOut  []bool
 
 	mu      sync.Mutex
 	waiting []*sequence // not yet in a cohort
@@ -247,46 +252,103 @@ func (b *batcher) run(c *cohort) {
 }
 
 // step runs the decoder once for every row of c and advances each
-// sequence's search; it returns the sequences that are done.
+// sequence's search; it returns the sequences that are done. A cohort left
+// without sequences has released its device memory.
 func (b *batcher) step(c *cohort) []finished {
-	c.prepare()
+	if err := c.prepare(); err != nil {
+		return failAll(c, nil, err)
+	}
 	// Sequences whose caller has gone leave before the step.
-	done := b.dropCancelled(c)
+	done, err := b.dropCancelled(c)
+	if err != nil {
+		return failAll(c, done, err)
+	}
 	if len(c.seqs) == 0 {
+		c.release()
 		return done
 	}
 	start := time.Now()
 	rows := c.rows()
-	past, logits, err := b.decode(c)
+	next, logits, err := b.decode(c)
 	if err != nil {
-		for _, s := range c.seqs {
-			done = append(done, finished{seq: s, err: err})
-		}
-		c.seqs = nil
-		return done
+		return failAll(c, done, err)
 	}
-	done = append(done, c.advance(logits, past)...)
+	advanced, err := c.advance(logits, next)
+	if err != nil {
+		return failAll(c, done, err)
+	}
+	done = append(done, advanced...)
 	b.obs.ObserveBatch(rows, time.Since(start))
+	if len(c.seqs) == 0 {
+		c.release()
+	}
+	return done
+}
+
+// failAll ends every sequence of c with err, after those already done.
+func failAll(c *cohort, done []finished, err error) []finished {
+	for _, s := range c.seqs {
+		done = append(done, finished{seq: s, err: err})
+	}
+	c.seqs = nil
+	c.release()
 	return done
 }
 
 // decode runs the decoder on c's rows and returns the new cache and each
 // row's last logits.
-func (b *batcher) decode(c *cohort) ([]inference.Tensor, []float32, error) {
+func (b *batcher) decode(c *cohort) (cache, []float32, error) {
+	if b.onDevice {
+		return b.decodeOnDevice(c)
+	}
 	out, err := b.model.Infer(context.Background(), c.inputs(b.sig))
 	if err != nil {
-		return nil, nil, err
+		return cache{}, nil, err
 	}
-	past, err := c.present(out, b.sig)
+	next, err := c.present(out, nil, b.sig)
 	if err != nil {
-		return nil, nil, err
+		return cache{}, nil, err
 	}
 	logits, err := lastLogits(out[b.sig.logits], c.rows())
-	return past, logits, err
+	return next, logits, err
+}
+
+// decodeOnDevice runs one step on the decoder's session directly, with the
+// cache and hidden states bound where they are and the new cache left on
+// the device; only the logits come to the host. The batcher's own slots
+// bound the steps in flight, as the decoder's scheduler otherwise would.
+func (b *batcher) decodeOnDevice(c *cohort) (cache, []float32, error) {
+	sess, err := b.model.Session()
+	if err != nil {
+		return cache{}, nil, err
+	}
+	if c.devHidden == nil {
+		if c.devHidden, err = sess.Upload(c.hidden); err != nil {
+			return cache{}, nil, err
+		}
+	}
+	host, dev, err := sess.RunBound(c.boundInputs(b.sig), b.keepOut)
+	// The step's past is spent, whatever happened.
+	releaseAll(c.devPast)
+	c.devPast = nil
+	if err != nil {
+		return cache{}, nil, err
+	}
+	next, err := c.present(host, dev, b.sig)
+	if err != nil {
+		releaseAll(dev)
+		return cache{}, nil, err
+	}
+	logits, err := lastLogits(host[b.sig.logits], c.rows())
+	if err != nil {
+		next.release()
+		return cache{}, nil, err
+	}
+	return next, logits, nil
 }
 
 // dropCancelled removes the rows of sequences whose context ended.
-func (b *batcher) dropCancelled(c *cohort) []finished {
+func (b *batcher) dropCancelled(c *cohort) ([]finished, error) {
 	var (
 		done    []finished
 		keep    []*sequence
@@ -307,9 +369,11 @@ func (b *batcher) dropCancelled(c *cohort) []finished {
 		off += s.rows
 	}
 	if done != nil {
-		c.keep(keep, parents, ids, c.past, true)
+		if err := c.keep(keep, parents, ids, cache{host: c.past, dev: c.devPast}, true); err != nil {
+			return done, err
+		}
 	}
-	return done
+	return done, nil
 }
 
 // lastLogits returns the logits of each row's last position, rows*V values.

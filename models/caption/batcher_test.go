@@ -394,9 +394,13 @@ func rowData(t inference.Tensor, row int) []byte {
 
 func checkCacheRow(t *testing.T, c *cohort, sig decoderSig, row int, fed []int64) {
 	t.Helper()
+	past, err := c.pastOnHost()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for l := range sig.layers {
-		key := inference.Values[float32](inference.Tensor{DType: inference.FP32, Data: rowData(c.past[2*l], row)})
-		val := inference.Values[float32](inference.Tensor{DType: inference.FP32, Data: rowData(c.past[2*l+1], row)})
+		key := inference.Values[float32](inference.Tensor{DType: inference.FP32, Data: rowData(past[2*l], row)})
+		val := inference.Values[float32](inference.Tensor{DType: inference.FP32, Data: rowData(past[2*l+1], row)})
 		if len(key) != sig.heads*len(fed)*sig.headSize {
 			t.Fatalf("layer %d row %d: %d values for %d positions", l, row, len(key), len(fed))
 		}

@@ -37,6 +37,12 @@ type cohort struct {
 	hidden  inference.Tensor   // [rows,S,E]; empty until packed
 	past    []inference.Tensor // per layer key then value, [rows,H,pastLen,D]
 	pastLen int
+	// With the cache kept on the device (batcher.onDevice), devPast is the
+	// last step's present tensors while the rows stay where they are, and
+	// past is nil; devHidden is hidden uploaded once for the steps until
+	// the rows change. Rows that move come back to the host first.
+	devPast   []*inference.DeviceTensor
+	devHidden *inference.DeviceTensor
 	ready   time.Time // since when it has been waiting for its next step
 	// joining are cohorts at the same past length to append before the
 	// next step; the batcher picks them under its lock and the step does
@@ -74,7 +80,7 @@ func newCohort(seqs []*sequence, sig decoderSig) *cohort {
 
 // prepare packs what the batcher left for the step: the hidden states of a
 // new cohort, and the cohorts joining this one.
-func (c *cohort) prepare() {
+func (c *cohort) prepare() error {
 	if c.hidden.Data == nil {
 		hidden := make([]inference.Tensor, len(c.seqs))
 		for i, s := range c.seqs {
@@ -82,7 +88,18 @@ func (c *cohort) prepare() {
 		}
 		c.hidden = concatRows(hidden)
 	}
+	if len(c.joining) > 0 {
+		// Joining moves rows: the caches meet on the host.
+		c.dropDeviceHidden()
+		if err := c.cacheToHost(); err != nil {
+			return err
+		}
+	}
 	for _, j := range c.joining {
+		j.dropDeviceHidden()
+		if err := j.cacheToHost(); err != nil {
+			return err
+		}
 		c.seqs = append(c.seqs, j.seqs...)
 		c.ids = append(c.ids, j.ids...)
 		c.hidden = concatRows([]inference.Tensor{c.hidden, j.hidden})
@@ -91,36 +108,142 @@ func (c *cohort) prepare() {
 		}
 	}
 	c.joining = nil
+	return nil
+}
+
+// pastOnHost is the cache in Go memory: past, or a copy of devPast.
+func (c *cohort) pastOnHost() ([]inference.Tensor, error) {
+	if c.devPast == nil {
+		return c.past, nil
+	}
+	return onHost(c.devPast)
+}
+
+func onHost(dev []*inference.DeviceTensor) ([]inference.Tensor, error) {
+	host := make([]inference.Tensor, len(dev))
+	for i, d := range dev {
+		var err error
+		if host[i], err = d.Host(); err != nil {
+			return nil, err
+		}
+	}
+	return host, nil
+}
+
+// cacheToHost brings a cache on the device back into past.
+func (c *cohort) cacheToHost() error {
+	if c.devPast == nil {
+		return nil
+	}
+	host, err := onHost(c.devPast)
+	if err != nil {
+		return err
+	}
+	releaseAll(c.devPast)
+	c.past, c.devPast = host, nil
+	return nil
+}
+
+func (c *cohort) dropDeviceHidden() {
+	c.devHidden.Release()
+	c.devHidden = nil
+}
+
+// release frees what the cohort holds in device memory; a cohort that ends
+// or fails must call it.
+func (c *cohort) release() {
+	releaseAll(c.devPast)
+	c.devPast = nil
+	c.dropDeviceHidden()
+}
+
+func releaseAll(ts []*inference.DeviceTensor) {
+	for _, t := range ts {
+		t.Release()
+	}
 }
 
 // inputs is the decoder's input list for the next step: one token per row,
 // the cache so far, and use_cache_branch false on the first step, which has
 // no past, as the export expects.
-func (c *cohort) inputs(sig decoderSig) []inference.Tensor {
+func (c *cohort) inputs(sig decoderSig) []inference.Tensor { return c.inputsWith(sig, c.past) }
+
+func (c *cohort) inputsWith(sig decoderSig, past []inference.Tensor) []inference.Tensor {
 	in := make([]inference.Tensor, sig.inputs)
 	in[sig.ids] = inference.NewTensor([]int64{int64(c.rows()), 1}, c.ids)
 	in[sig.encoder] = c.hidden
 	for l := range sig.layers {
-		in[sig.pastKey[l]], in[sig.pastValue[l]] = c.past[2*l], c.past[2*l+1]
+		in[sig.pastKey[l]], in[sig.pastValue[l]] = past[2*l], past[2*l+1]
 	}
 	in[sig.useCache] = inference.NewTensor([]int64{1}, []bool{c.pastLen > 0})
 	return in
 }
 
-// present takes the new cache out of a step's outputs, checking that it
-// has the cohort's rows and one more position.
-func (c *cohort) present(out []inference.Tensor, sig decoderSig) ([]inference.Tensor, error) {
-	p := make([]inference.Tensor, 2*sig.layers)
-	want := []int64{int64(c.rows()), int64(sig.heads), int64(c.pastLen + 1), int64(sig.headSize)}
-	for l := range sig.layers {
-		p[2*l], p[2*l+1] = out[sig.presentKey[l]], out[sig.presentValue[l]]
+// boundInputs is inputs for a run with the cache and the hidden states
+// on the device where they are there.
+func (c *cohort) boundInputs(sig decoderSig) []inference.BoundInput {
+	past := c.past
+	if c.devPast != nil {
+		past = make([]inference.Tensor, 2*sig.layers) // replaced below
 	}
-	for _, t := range p {
-		if !slices.Equal(t.Shape, want) || t.DType != inference.FP32 {
-			return nil, fmt.Errorf("decoder returned a cache of %v %v, want FP32 %v", t.DType, t.Shape, want)
+	host := c.inputsWith(sig, past)
+	in := make([]inference.BoundInput, len(host))
+	for i, t := range host {
+		in[i].Host = t
+	}
+	if c.devHidden != nil {
+		in[sig.encoder] = inference.BoundInput{Device: c.devHidden}
+	}
+	if c.devPast != nil {
+		for l := range sig.layers {
+			in[sig.pastKey[l]] = inference.BoundInput{Device: c.devPast[2*l]}
+			in[sig.pastValue[l]] = inference.BoundInput{Device: c.devPast[2*l+1]}
 		}
 	}
-	return p, nil
+	return in
+}
+
+// cache is a step's present tensors, in Go memory or on the device.
+type cache struct {
+	host []inference.Tensor
+	dev  []*inference.DeviceTensor
+}
+
+func (k cache) release() { releaseAll(k.dev) }
+
+// present takes the new cache out of a step's outputs (host or device
+// ones), checking that it has the cohort's rows and one more position.
+func (c *cohort) present(host []inference.Tensor, dev []*inference.DeviceTensor, sig decoderSig) (cache, error) {
+	var k cache
+	want := []int64{int64(c.rows()), int64(sig.heads), int64(c.pastLen + 1), int64(sig.headSize)}
+	check := func(dt inference.DType, shape []int64) error {
+		if !slices.Equal(shape, want) || dt != inference.FP32 {
+			return fmt.Errorf("decoder returned a cache of %v %v, want FP32 %v", dt, shape, want)
+		}
+		return nil
+	}
+	if dev != nil {
+		k.dev = make([]*inference.DeviceTensor, 2*sig.layers)
+		for l := range sig.layers {
+			k.dev[2*l], k.dev[2*l+1] = dev[sig.presentKey[l]], dev[sig.presentValue[l]]
+		}
+		for _, t := range k.dev {
+			if err := check(t.DType, t.Shape); err != nil {
+				return cache{}, err
+			}
+		}
+		return k, nil
+	}
+	k.host = make([]inference.Tensor, 2*sig.layers)
+	for l := range sig.layers {
+		k.host[2*l], k.host[2*l+1] = host[sig.presentKey[l]], host[sig.presentValue[l]]
+	}
+	for _, t := range k.host {
+		if err := check(t.DType, t.Shape); err != nil {
+			return cache{}, err
+		}
+	}
+	return k, nil
 }
 
 type finished struct {
@@ -131,9 +254,9 @@ type finished struct {
 
 // advance gives each sequence its rows' logits (rows*V values, row order)
 // and moves the cohort to the next step: the sequences that are done leave,
-// the others' rows follow their searches' choices, with past, the step's
+// the others' rows follow their searches' choices, with next, the step's
 // present tensors, as the cache.
-func (c *cohort) advance(logits []float32, past []inference.Tensor) []finished {
+func (c *cohort) advance(logits []float32, next cache) ([]finished, error) {
 	vocab := len(logits) / c.rows()
 	type move struct {
 		parents []int
@@ -178,31 +301,58 @@ func (c *cohort) advance(logits []float32, past []inference.Tensor) []finished {
 		s.rows = len(m.parents)
 		keep = append(keep, s)
 	}
-	c.keep(keep, parents, ids, past, regrouped)
+	if err := c.keep(keep, parents, ids, next, regrouped); err != nil {
+		return nil, err
+	}
 	c.pastLen++
-	return done
+	return done, nil
 }
 
 // keep makes the cohort's rows those at parents (indices into the current
-// rows), for the sequences in seqs, taking the cache rows from past: the
-// step's present tensors, or the cohort's own past. regrouped says whether
-// a sequence left or changed its row count.
+// rows), for the sequences in seqs, taking the cache rows from next: the
+// step's present tensors, or the cohort's own cache. It owns next, and the
+// cohort's previous cache must already be released or be next itself.
+// regrouped says whether a sequence left or changed its row count.
 //
 // The cohort owns every buffer involved, so rows move in place: a step that
 // keeps every row where it is (greedy decoding with nobody leaving) hands
-// the decoder's output back as the next input untouched; sequences leaving
-// move later rows up; beams taking other rows' histories copy just those
-// rows. Only beams widening from their first row need larger buffers.
-func (c *cohort) keep(seqs []*sequence, parents []int, ids []int64, past []inference.Tensor, regrouped bool) {
-	for i := range past {
-		past[i] = reorderRows(past[i], parents)
+// the decoder's output back as the next input untouched, on the device
+// too; sequences leaving move later rows up; beams taking other rows'
+// histories copy just those rows. Only beams widening from their first row
+// need larger buffers. Rows on the device that move come to the host.
+func (c *cohort) keep(seqs []*sequence, parents []int, ids []int64, next cache, regrouped bool) error {
+	if next.dev != nil && !unmoved(parents, c.rows()) {
+		host, err := onHost(next.dev)
+		next.release()
+		if err != nil {
+			return err
+		}
+		next = cache{host: host}
+	}
+	for i := range next.host {
+		next.host[i] = reorderRows(next.host[i], parents)
 	}
 	// Every row of a sequence holds the same encoder output, so beams
 	// swapping histories inside a sequence leave the hidden states be.
 	if regrouped {
 		c.hidden = reorderRows(c.hidden, parents)
+		c.dropDeviceHidden()
 	}
-	c.seqs, c.ids, c.past = seqs, ids, past
+	c.seqs, c.ids, c.past, c.devPast = seqs, ids, next.host, next.dev
+	return nil
+}
+
+// unmoved says whether parents keeps every one of rows rows where it is.
+func unmoved(parents []int, rows int) bool {
+	if len(parents) != rows {
+		return false
+	}
+	for i, p := range parents {
+		if p != i {
+			return false
+		}
+	}
+	return true
 }
 
 func rowBytes(t inference.Tensor) int {

@@ -7,6 +7,7 @@ import (
 	"image/color"
 	"log/slog"
 	"math"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -32,9 +33,21 @@ const (
 	decName = "cap-dec"
 )
 
+// kvCacheEnv, set to device or host, makes every test configuration keep
+// the decoder's cache there (TestBatcherWithTheCacheOnTheDevice runs the
+// batcher's tests again with it set to device).
+const kvCacheEnv = "IMGSERVE_TEST_KV_CACHE"
+
 // testConfig is a caption model on the synthetic encoder and the given
 // decoder file; decoding settings go in decBatching and decOptions.
 func testConfig(decoderFile, decBatching, decOptions string) string {
+	if mode := os.Getenv(kvCacheEnv); mode != "" && !strings.Contains(decOptions, "kv_cache") {
+		sep := ", "
+		if strings.TrimSpace(decOptions) == "{}" {
+			sep = ""
+		}
+		decOptions = "{kv_cache: " + mode + sep + strings.TrimPrefix(strings.TrimSpace(decOptions), "{")
+	}
 	return fmt.Sprintf(`
 models:
   - name: %s
@@ -65,6 +78,14 @@ func loadRegistry(t testing.TB, cfgYAML string, obs func(string) inference.Obser
 		Observer:  obs,
 		Logger:    slog.New(slog.DiscardHandler),
 	})
+	// Every device tensor a test's captions made is released by its end
+	// (this cleanup runs after the registry's, registered below).
+	live := inference.LiveDeviceTensors()
+	t.Cleanup(func() {
+		if n := inference.LiveDeviceTensors() - live; n != 0 {
+			t.Errorf("%d device tensors not released", n)
+		}
+	})
 	reg.Load()
 	t.Cleanup(reg.Close)
 	return reg
@@ -77,6 +98,9 @@ func pipeline(t testing.TB, cfgYAML string, observe func(string) inference.Obser
 	p, err := NewRegistry(reg, observe).Get(encName)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mode := os.Getenv(kvCacheEnv); mode != "" && !strings.Contains(cfgYAML, "kv_cache: host") && p.dec.onDevice != (mode == "device") {
+		t.Fatalf("%s=%s, but the batcher's cache is on the device: %v", kvCacheEnv, mode, p.dec.onDevice)
 	}
 	return p
 }

@@ -152,6 +152,18 @@ func (r *Registry) batcher(dec *models.Model) (*batcher, error) {
 		obs = r.observe(DecodeLabel(dec.Config.Name))
 	}
 	bc := dec.Config.BatchingFor(device)
+	onDevice := device.CUDA
+	switch v := dec.Config.Options["kv_cache"]; v {
+	case "":
+	case "device", "host":
+		onDevice = v == "device"
+	default:
+		return nil, fmt.Errorf("caption decoder %s: kv_cache %q: want device or host", dec.Config.Name, v)
+	}
+	keepOut := make([]bool, len(st.Outputs))
+	for l := range sig.layers {
+		keepOut[sig.presentKey[l]], keepOut[sig.presentValue[l]] = true, true
+	}
 	b := &batcher{
 		model:   dec,
 		sig:     sig,
@@ -161,6 +173,9 @@ func (r *Registry) batcher(dec *models.Model) (*batcher, error) {
 		slots:   max(bc.Instances, 1),
 		obs:     obs,
 		wake:    make(chan struct{}, 1),
+
+		onDevice: onDevice,
+		keepOut:  keepOut,
 	}
 	r.batchers[dec.Config.Name] = b
 	return b, nil
