@@ -43,7 +43,7 @@ type cohort struct {
 	// the rows change. Rows that move come back to the host first.
 	devPast   []*inference.DeviceTensor
 	devHidden *inference.DeviceTensor
-	ready   time.Time // since when it has been waiting for its next step
+	ready     time.Time // since when it has been waiting for its next step
 	// joining are cohorts at the same past length to append before the
 	// next step; the batcher picks them under its lock and the step does
 	// the copying outside it.
