@@ -240,6 +240,15 @@ func shapePtr(shape []C.int64_t) *C.int64_t {
 	return &shape[0]
 }
 
+// pinnedPool gives a CUDA session's scheduler page-locked batch buffers;
+// a CPU session has no use for them.
+func (s *Session) pinnedPool(keep int) *pinnedPool {
+	if !s.rt.device.CUDA {
+		return nil
+	}
+	return cudaPinnedPool(keep)
+}
+
 // BoundInput is one input of RunBound: a host tensor, or a device tensor.
 type BoundInput struct {
 	Host   Tensor

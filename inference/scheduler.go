@@ -112,6 +112,9 @@ type Scheduler struct {
 	obs   Observer
 	clock clock
 	pool  bufferPool
+	// pinned, on a GPU, replaces pool: batches are packed straight into
+	// page-locked memory (see pinnedPool).
+	pinned *pinnedPool
 
 	mu     sync.Mutex
 	queue  []*request
@@ -155,6 +158,9 @@ func newScheduler(run Runner, cfg BatchConfig, obs Observer, c clock) *Scheduler
 		wake:    make(chan struct{}, 1),
 		slots:   make(chan struct{}, cfg.Instances),
 		stopped: make(chan struct{}),
+	}
+	if src, ok := run.(interface{ pinnedPool(keep int) *pinnedPool }); ok && cfg.MaxBatchSize > 1 {
+		s.pinned = src.pinnedPool(2 * cfg.Instances)
 	}
 	go s.dispatch()
 	return s
@@ -270,6 +276,9 @@ func (s *Scheduler) Close() {
 	s.signal()
 	<-s.stopped
 	s.running.Wait()
+	if s.pinned != nil {
+		s.pinned.close()
+	}
 }
 
 func (s *Scheduler) dispatch() {
@@ -434,7 +443,11 @@ func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
 			continue
 		}
 		rb := rowBytes(t.DType, t.Shape)
-		bufs[i] = s.pool.get(rows * rb)
+		if s.pinned != nil {
+			bufs[i] = s.pinned.get(rows * rb)
+		} else {
+			bufs[i] = s.pool.get(rows * rb)
+		}
 		data := *bufs[i]
 		off := 0
 		for _, r := range batch {
@@ -447,7 +460,11 @@ func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
 	}
 	return inputs, func() {
 		for _, b := range bufs {
-			if b != nil {
+			switch {
+			case b == nil:
+			case s.pinned != nil:
+				s.pinned.put(b)
+			default:
 				s.pool.put(b)
 			}
 		}
