@@ -27,13 +27,13 @@ func TestU2netpParityOnGPUCoreLibrary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^(TestRembgParityAndISNet|TestKServeServesRealU2netpLikeSessionRun)$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), paths.TestORTLibEnv+"="+lib)
+	cmd.Env = append(os.Environ(), paths.TestORTLibEnv+"="+lib, paths.TestDeviceEnv+"=cpu")
 	out, err := cmd.CombinedOutput()
 	t.Logf("child on %s:\n%s", lib, out)
 	if err != nil {
 		t.Fatalf("parity tests on the GPU core library failed: %v", err)
 	}
-	if !regexp.MustCompile(`testruntime: onnxruntime 1\.29\.\d+ from ` + regexp.QuoteMeta(lib)).Match(out) {
+	if !regexp.MustCompile(`testruntime: onnxruntime 1\.29\.\d+ from ` + regexp.QuoteMeta(lib) + ` on cpu`).Match(out) {
 		t.Errorf("the child did not run on ONNX Runtime 1.29 from %s", lib)
 	}
 	for _, name := range []string{"TestRembgParityAndISNet", "TestKServeServesRealU2netpLikeSessionRun"} {

@@ -31,6 +31,11 @@ func ORTCUDALib(home string) string { return filepath.Join(home, "lib", "cuda", 
 // the CPU provider as well.
 const TestORTLibEnv = "IMGSERVE_ORT_LIB"
 
+// TestDeviceEnv names the device the tests' runtime runs on ("cuda:0"),
+// with the CUDA build named by TestORTLibEnv: scripts/gpu-check.sh runs the
+// parity tests and benchmarks on a GPU this way. Default: the CPU.
+const TestDeviceEnv = "IMGSERVE_TEST_DEVICE"
+
 // TestORTLib is the library the tests load: $IMGSERVE_ORT_LIB, or the
 // CPU build in the repository's home.
 func TestORTLib() string {

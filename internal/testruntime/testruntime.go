@@ -24,14 +24,19 @@ import (
 // (a library's own).
 func Run(m *testing.M, pkg string, use func(*inference.Runtime), ignore ...goleak.Option) {
 	lib := paths.TestORTLib()
-	rt, err := inference.NewRuntime(lib, inference.Device{})
+	device, err := inference.ParseDevice(os.Getenv(paths.TestDeviceEnv))
+	if err != nil || device.Auto {
+		fmt.Fprintf(os.Stderr, "%s: %s: want cpu, cuda or cuda:N (%v)\n", pkg, paths.TestDeviceEnv, err)
+		os.Exit(1)
+	}
+	rt, err := inference.NewRuntime(lib, device)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s tests need the ONNX Runtime library (run scripts/fetch-models.sh): %v\n", pkg, err)
 		os.Exit(1)
 	}
-	if os.Getenv(paths.TestORTLibEnv) != "" {
+	if os.Getenv(paths.TestORTLibEnv) != "" || device.CUDA {
 		// What the tests ran on, for whoever asked for another library.
-		fmt.Fprintf(os.Stderr, "testruntime: onnxruntime %s from %s\n", rt.Version(), lib)
+		fmt.Fprintf(os.Stderr, "testruntime: onnxruntime %s from %s on %v\n", rt.Version(), lib, rt.Device())
 	}
 	use(rt)
 	code := m.Run()
