@@ -35,8 +35,11 @@ Usage:
 
 It serves the models named in its configuration (embedded defaults, or
 --config) from --models-dir. Fetch the runtime and models first with
-scripts/fetch-models.sh. A model whose file is missing is reported as
-unavailable, with the command that fetches it; the server still starts.
+scripts/fetch-models.sh (add --gpu for the CUDA build that --device cuda
+needs). A model whose file is missing is reported as unavailable, with the
+command that fetches it; the server still starts. --device cuda checks at
+start-up for the NVIDIA driver, CUDA 13 and cuDNN 9, and names what is
+missing.
 
 Endpoints: KServe v2 under /v2, the task API under /v1, rembg's /api/remove,
 GET /v1/models and GET /metrics. See README.md.
