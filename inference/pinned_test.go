@@ -1,7 +1,6 @@
 package inference
 
 import (
-	"context"
 	"errors"
 	"sync"
 	"testing"
@@ -128,15 +127,7 @@ func TestSchedulerPacksIntoPinnedBuffers(t *testing.T) {
 	}
 	var wg sync.WaitGroup
 	for id := range 12 {
-		wg.Go(func() {
-			in := affineRows(id, 1+id%3)
-			out, err := s.Submit(context.Background(), []Tensor{in})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			checkAffine(t, in, out)
-		})
+		wg.Go(func() { submitAffine(t, s, id, 1+id%3) })
 	}
 	wg.Wait()
 	s.Close()

@@ -473,31 +473,18 @@ func TestBatchBucketsPadWithZeroRows(t *testing.T) {
 		t.Fatalf("buckets normalised to %v, want [1 2 4 8]", got)
 	}
 
-	var wg sync.WaitGroup
-	submit := func(id, rows int) {
-		defer wg.Done()
-		in := affineRows(id, rows)
-		out, err := s.Submit(context.Background(), []Tensor{in})
-		if err != nil {
-			t.Errorf("request %d: %v", id, err)
-			return
-		}
-		checkAffine(t, in, out)
-	}
 	// A lone request of 3 rows runs at 4; then three single rows queued
 	// behind it run together at 4; then one of 5 rows at 8.
-	wg.Add(1)
-	go submit(0, 3)
+	var wg sync.WaitGroup
+	wg.Go(func() { submitAffine(t, s, 0, 3) })
 	<-g.started
 	for id := 1; id <= 3; id++ {
-		wg.Add(1)
-		go submit(id, 1)
+		wg.Go(func() { submitAffine(t, s, id, 1) })
 	}
 	waitFor(t, "3 queued requests", func() bool { return s.Pending() == 3 })
 	g.open()
 	wg.Wait()
-	wg.Add(1)
-	submit(4, 5)
+	submitAffine(t, s, 4, 5)
 
 	if got := rec.batchSizes(); !slices.Equal(got, []int{3, 3, 5}) {
 		t.Errorf("observed batch sizes %v, want the real rows [3 3 5]", got)
@@ -541,4 +528,15 @@ func TestBucketChoice(t *testing.T) {
 	if got := (BatchConfig{MaxBatchSize: 8, BatchBuckets: []int{1, 2}}).normalised().bucket(5); got != 5 {
 		t.Errorf("past the buckets: bucket(5) = %d", got)
 	}
+}
+
+// submitAffine submits rows rows for request id and checks its results.
+func submitAffine(t *testing.T, s *Scheduler, id, rows int) {
+	in := affineRows(id, rows)
+	out, err := s.Submit(context.Background(), []Tensor{in})
+	if err != nil {
+		t.Errorf("request %d: %v", id, err)
+		return
+	}
+	checkAffine(t, in, out)
 }

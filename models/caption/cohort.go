@@ -215,32 +215,30 @@ func (k cache) release() { releaseAll(k.dev) }
 // ones), checking that it has the cohort's rows and one more position.
 func (c *cohort) present(host []inference.Tensor, dev []*inference.DeviceTensor, sig decoderSig) (cache, error) {
 	var k cache
-	want := []int64{int64(c.rows()), int64(sig.heads), int64(c.pastLen + 1), int64(sig.headSize)}
-	check := func(dt inference.DType, shape []int64) error {
-		if !slices.Equal(shape, want) || dt != inference.FP32 {
-			return fmt.Errorf("decoder returned a cache of %v %v, want FP32 %v", dt, shape, want)
-		}
-		return nil
-	}
 	if dev != nil {
 		k.dev = make([]*inference.DeviceTensor, 2*sig.layers)
-		for l := range sig.layers {
-			k.dev[2*l], k.dev[2*l+1] = dev[sig.presentKey[l]], dev[sig.presentValue[l]]
-		}
-		for _, t := range k.dev {
-			if err := check(t.DType, t.Shape); err != nil {
-				return cache{}, err
-			}
-		}
-		return k, nil
+	} else {
+		k.host = make([]inference.Tensor, 2*sig.layers)
 	}
-	k.host = make([]inference.Tensor, 2*sig.layers)
-	for l := range sig.layers {
-		k.host[2*l], k.host[2*l+1] = host[sig.presentKey[l]], host[sig.presentValue[l]]
-	}
-	for _, t := range k.host {
-		if err := check(t.DType, t.Shape); err != nil {
-			return cache{}, err
+	want := []int64{int64(c.rows()), int64(sig.heads), int64(c.pastLen + 1), int64(sig.headSize)}
+	for i := range 2 * sig.layers {
+		out := sig.presentKey[i/2]
+		if i%2 == 1 {
+			out = sig.presentValue[i/2]
+		}
+		var (
+			dt    inference.DType
+			shape []int64
+		)
+		if dev != nil {
+			k.dev[i] = dev[out]
+			dt, shape = k.dev[i].DType, k.dev[i].Shape
+		} else {
+			k.host[i] = host[out]
+			dt, shape = k.host[i].DType, k.host[i].Shape
+		}
+		if !slices.Equal(shape, want) || dt != inference.FP32 {
+			return cache{}, fmt.Errorf("decoder returned a cache of %v %v, want FP32 %v", dt, shape, want)
 		}
 	}
 	return k, nil
