@@ -29,19 +29,21 @@ func cError(msg *C.char) error {
 	return errors.New(C.GoString(msg))
 }
 
-var api struct {
+// bindingAPI points ortbind.c at the C API of the runtime's library, once
+// per Runtime: a process has one at a time, and a later one may load the
+// library anew.
+type bindingAPI struct {
 	once sync.Once
 	err  error
 }
 
-// initBinding points ortbind.c at the loaded library's C API.
-func initBinding(lib string) error {
-	api.once.Do(func() {
-		clib := C.CString(lib)
+func (r *Runtime) initBinding() error {
+	r.api.once.Do(func() {
+		clib := C.CString(r.lib)
 		defer C.free(unsafe.Pointer(clib))
-		api.err = cError(C.ob_init(clib))
+		r.api.err = cError(C.ob_init(clib))
 	})
-	return api.err
+	return r.api.err
 }
 
 // ortSession digs the C session out of onnxruntime_go, which keeps it
@@ -89,7 +91,7 @@ func (s *Session) binding() (*bound, error) {
 }
 
 func (s *Session) newBound() (*bound, error) {
-	if err := initBinding(s.rt.lib); err != nil {
+	if err := s.rt.initBinding(); err != nil {
 		return nil, err
 	}
 	sess, err := ortSession(s.sess)

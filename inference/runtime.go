@@ -56,6 +56,7 @@ func ParseDevice(s string) (Device, error) {
 type Runtime struct {
 	device Device
 	lib    string // the library loaded, for the binding layer (ortbind.c)
+	api    bindingAPI
 }
 
 var (
