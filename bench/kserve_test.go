@@ -66,10 +66,11 @@ func u2netpOutputs() ([]string, []inference.Tensor) {
 func BenchmarkEncodeBinaryResponse(b *testing.B) {
 	names, outs := u2netpOutputs()
 	req := &kserve.Request{Parameters: kserve.Parameters{"binary_data_output": true}}
+	all := []int{0, 1, 2, 3, 4, 5, 6}
 	b.SetBytes(7 * 320 * 320 * 4)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := kserve.EncodeResponse("u2netp", req, names, outs); err != nil {
+		if _, _, err := kserve.EncodeResponse("u2netp", req, names, all, outs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -81,7 +82,7 @@ func BenchmarkEncodeJSONResponse(b *testing.B) {
 	b.SetBytes(320 * 320 * 4)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := kserve.EncodeResponse("u2netp", req, names, outs); err != nil {
+		if _, _, err := kserve.EncodeResponse("u2netp", req, names, []int{0}, outs); err != nil {
 			b.Fatal(err)
 		}
 	}
