@@ -21,7 +21,6 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/testmodels"
-	"github.com/imgserve/imgserve/server/kserve"
 )
 
 const u2netpConfig = `
@@ -53,28 +52,60 @@ func binaryInfer(t testing.TB, inputs []map[string]any, blobs [][]byte, params m
 }
 
 // splitBinaryResponse parses a binary-extension response into its JSON
-// header and each output's raw bytes, in order.
-func splitBinaryResponse(t testing.TB, h http.Header, body []byte) (kserve.Response, [][]byte) {
+// header, as generic JSON (case-sensitive keys, unlike Go structs), and each
+// output's raw bytes, in order.
+func splitBinaryResponse(t testing.TB, h http.Header, body []byte) (map[string]any, [][]byte) {
 	t.Helper()
 	n, err := strconv.Atoi(h.Get("Inference-Header-Content-Length"))
 	if err != nil {
 		t.Fatalf("no Inference-Header-Content-Length in a binary response: %v", err)
 	}
-	var resp kserve.Response
+	var resp map[string]any
 	if err := json.Unmarshal(body[:n], &resp); err != nil {
 		t.Fatal(err)
 	}
 	rest := body[n:]
 	var blobs [][]byte
-	for _, o := range resp.Outputs {
-		size := int(o.Parameters["binary_data_size"].(float64))
-		blobs = append(blobs, rest[:size])
-		rest = rest[size:]
+	for _, o := range outputsOf(t, resp) {
+		params, _ := o["parameters"].(map[string]any)
+		size, ok := params["binary_data_size"].(float64)
+		if !ok {
+			t.Fatalf("output %v has no parameters.binary_data_size", o["name"])
+		}
+		blobs = append(blobs, rest[:int(size)])
+		rest = rest[int(size):]
 	}
 	if len(rest) != 0 {
 		t.Fatalf("%d trailing bytes", len(rest))
 	}
 	return resp, blobs
+}
+
+// outputsOf is a generic response's "outputs".
+func outputsOf(t testing.TB, resp map[string]any) []map[string]any {
+	t.Helper()
+	list, ok := resp["outputs"].([]any)
+	if !ok {
+		t.Fatalf("response has no outputs: %v", resp)
+	}
+	out := make([]map[string]any, len(list))
+	for i, o := range list {
+		if out[i], ok = o.(map[string]any); !ok {
+			t.Fatalf("output %d is not an object", i)
+		}
+	}
+	return out
+}
+
+// shapeOf reads a generic tensor's "shape".
+func shapeOf(o map[string]any) []int64 {
+	var shape []int64
+	list, _ := o["shape"].([]any)
+	for _, d := range list {
+		f, _ := d.(float64)
+		shape = append(shape, int64(f))
+	}
+	return shape
 }
 
 func asBytes[T int32 | int64](v []T) []byte {
@@ -146,22 +177,23 @@ func TestKServeServesRealU2netpLikeSessionRun(t *testing.T) {
 		t.Fatalf("binary infer: %d %s", code, body)
 	}
 	resp, blobs := splitBinaryResponse(t, h, body)
-	if resp.ID != "req-7" || resp.ModelName != "u2netp" || len(resp.Outputs) != 7 {
+	outputs := outputsOf(t, resp)
+	if resp["id"] != "req-7" || resp["model_name"] != "u2netp" || len(outputs) != 7 {
 		t.Fatalf("response header %+v", resp)
 	}
-	for i, o := range resp.Outputs {
-		if o.Name != sess.Outputs()[i].Name || !slices.Equal(o.Shape, want[i].Shape) {
-			t.Fatalf("output %d: %s %v, want %s %v", i, o.Name, o.Shape, sess.Outputs()[i].Name, want[i].Shape)
+	for i, o := range outputs {
+		if o["name"] != sess.Outputs()[i].Name || !slices.Equal(shapeOf(o), want[i].Shape) {
+			t.Fatalf("output %d: %v %v, want %s %v", i, o["name"], o["shape"], sess.Outputs()[i].Name, want[i].Shape)
 		}
 		if !bytes.Equal(blobs[i], want[i].Data) {
-			t.Fatalf("output %s differs from a direct session.Run", o.Name)
+			t.Fatalf("output %v differs from a direct session.Run", o["name"])
 		}
 	}
 
 	// The JSON form of the same request gives the same numbers.
 	jsonReq, _ := json.Marshal(map[string]any{
 		"inputs":  []map[string]any{{"name": "input.1", "shape": []int{1, 3, 320, 320}, "datatype": "FP32", "data": x}},
-		"outputs": []map[string]any{{"name": resp.Outputs[0].Name}},
+		"outputs": []map[string]any{{"name": outputs[0]["name"]}},
 	})
 	code, _, body = do(t, "POST", srv.URL+"/v2/models/u2netp/infer", map[string]string{"Content-Type": "application/json"}, jsonReq)
 	if code != 200 {
@@ -267,16 +299,15 @@ func TestKServeDatatypes(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	var resp kserve.Response
+	var resp map[string]any
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
-	jsonData := map[string][]byte{}
-	for _, o := range resp.Outputs {
-		if string(o.Data) != want[o.Name] {
-			t.Errorf("%s = %s, want %s", o.Name, o.Data, want[o.Name])
+	for _, o := range outputsOf(t, resp) {
+		name, _ := o["name"].(string)
+		if got, _ := json.Marshal(o["data"]); string(got) != want[name] {
+			t.Errorf("%s = %s, want %s", name, got, want[name])
 		}
-		jsonData[o.Name] = o.Data
 	}
 
 	// The binary form: each input as raw little-endian bytes.
@@ -302,15 +333,27 @@ func TestKServeDatatypes(t *testing.T) {
 		t.Fatalf("%d %s", code, body2)
 	}
 	bresp, bblobs := splitBinaryResponse(t, h, body2)
-	for i, o := range bresp.Outputs {
-		// Decode the binary output with the JSON encoder to compare.
-		dt, _ := inference.ParseDType(o.Datatype)
-		got := string(kserve.AppendJSONData(nil, inference.Tensor{DType: dt, Shape: o.Shape, Data: bblobs[i]}))
-		if got != string(jsonData[o.Name]) {
-			t.Errorf("binary %s = %s, JSON gave %s", o.Name, got, jsonData[o.Name])
+	for i, o := range outputsOf(t, bresp) {
+		name, _ := o["name"].(string)
+		if !bytes.Equal(bblobs[i], dtypesOutputBytes[name]) || o["datatype"] != dtypesOutputTypes[name] {
+			t.Errorf("binary %s = %v % x, want %s % x", name, o["datatype"], bblobs[i], dtypesOutputTypes[name], dtypesOutputBytes[name])
 		}
 	}
 }
+
+// dtypesOutputBytes are dtypes.onnx's outputs for the inputs above, as
+// little-endian bytes written out by hand.
+var dtypesOutputBytes = map[string][]byte{
+	"f32_out": float32Bytes([]float32{2.5, -1, 1.25}),
+	"f16_out": {0x00, 0x42, 0x00, 0xc4, 0x00, 0x38}, // 3, -4, 0.5
+	"i64_out": asBytes([]int64{-8999999993, 7, 12}),
+	"i32_out": asBytes([]int32{-8, -3, 2147483644}),
+	"u8_out":  {1, 201, 0},
+	"b_out":   {0, 1, 0},
+}
+
+var dtypesOutputTypes = map[string]string{"f32_out": "FP32", "f16_out": "FP16", "i64_out": "INT64",
+	"i32_out": "INT32", "u8_out": "UINT8", "b_out": "BOOL"}
 
 const affineConfig = `
 models:
