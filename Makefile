@@ -9,7 +9,7 @@ ARGS ?=
 # `make run ARGS='--device cuda'` (or auto) also fetches the CUDA build.
 FETCH_ARGS = $(if $(filter cuda cuda:% auto,$(subst =, ,$(ARGS))),--gpu)
 
-.PHONY: run test fetch fetch-test build bench
+.PHONY: run test fetch fetch-test build bench proto
 
 run: fetch
 	$(GO) run ./cmd/imgserve $(ARGS)
@@ -36,3 +36,8 @@ build:
 # Benchmarks are run by hand; bench/README.md records results and commands.
 bench: fetch
 	$(GO) test -run '^$$' -bench . -benchmem ./bench/
+
+# Regenerates the KServe v2 gRPC code (server/kserve/inferencepb) from
+# Triton's .proto files; needs protoc. The generated code is committed.
+proto:
+	scripts/gen-proto.sh
