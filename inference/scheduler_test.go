@@ -88,16 +88,7 @@ func TestMultiRowRequestsShareABatch(t *testing.T) {
 	s := gatedScheduler(t, g, BatchConfig{MaxBatchSize: 4, MaxQueueSize: 64, Instances: 1}, rec)
 
 	var wg sync.WaitGroup
-	submit := func(id, rows int) {
-		defer wg.Done()
-		in := affineRows(id, rows)
-		out, err := s.Submit(context.Background(), []Tensor{in})
-		if err != nil {
-			t.Errorf("request %d: %v", id, err)
-			return
-		}
-		checkAffine(t, in, out)
-	}
+	submit := func(id, rows int) { submitAffine(t, s, &wg, id, rows) }
 	wg.Add(1)
 	go submit(0, 1)
 	<-g.started

@@ -33,16 +33,7 @@ func TestStatsCountWhatTheSchedulerMeasured(t *testing.T) {
 	}()
 
 	var wg sync.WaitGroup
-	submit := func(id, rows int) {
-		defer wg.Done()
-		in := affineRows(id, rows)
-		out, err := s.Submit(context.Background(), []Tensor{in})
-		if err != nil {
-			t.Errorf("request %d: %v", id, err)
-			return
-		}
-		checkAffine(t, in, out)
-	}
+	submit := func(id, rows int) { submitAffine(t, s, &wg, id, rows) }
 	// A runs alone and is held at the gate; B (1 row) and C (2 rows) queue
 	// behind it; 3 ms pass; then A's run takes 7 ms more, and B and C run
 	// as one batch of 3 rows in 7 ms.

@@ -5,9 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +16,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/testmodels"
 	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
@@ -86,25 +82,7 @@ func TestGRPCServesRealU2netpLikeHTTPAndSessionRun(t *testing.T) {
 	}
 
 	// The same input through gRPC, HTTP and straight through session.Run.
-	rng := rand.New(rand.NewPCG(5, 6))
-	x := make([]float32, 3*320*320)
-	for i := range x {
-		x[i] = rng.Float32()*4 - 2
-	}
-	model, err := os.ReadFile(filepath.Join(realModelsDir(), "u2netp.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := testRuntime.NewSession(model, inference.SessionOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	want, err := sess.Run([]inference.Tensor{inference.NewTensor([]int64{1, 3, 320, 320}, x)})
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	x, names, want := u2netpDirect(t, 5)
 	resp, err := c.ModelInfer(ctx, &pb.ModelInferRequest{
 		ModelName:        "u2netp",
 		Id:               "grpc-1",
@@ -118,7 +96,7 @@ func TestGRPCServesRealU2netpLikeHTTPAndSessionRun(t *testing.T) {
 		t.Fatalf("response: %s %s %s, %d outputs, %d raw", resp.ModelName, resp.ModelVersion, resp.Id, len(resp.Outputs), len(resp.RawOutputContents))
 	}
 	for i, o := range resp.Outputs {
-		if o.Name != sess.Outputs()[i].Name || o.Datatype != "FP32" || !slices.Equal(o.Shape, want[i].Shape) {
+		if o.Name != names[i] || o.Datatype != "FP32" || !slices.Equal(o.Shape, want[i].Shape) {
 			t.Fatalf("output %d: %s %s %v", i, o.Name, o.Datatype, o.Shape)
 		}
 		if !bytes.Equal(resp.RawOutputContents[i], want[i].Data) {
@@ -144,10 +122,10 @@ func TestGRPCServesRealU2netpLikeHTTPAndSessionRun(t *testing.T) {
 	one, err := c.ModelInfer(ctx, &pb.ModelInferRequest{
 		ModelName:        "u2netp",
 		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "input.1", Datatype: "FP32", Shape: []int64{1, 3, 320, 320}}},
-		Outputs:          []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: want2Name(sess, 3)}},
+		Outputs:          []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: names[3]}},
 		RawInputContents: [][]byte{float32Bytes(x)},
 	})
-	if err != nil || len(one.Outputs) != 1 || one.Outputs[0].Name != want2Name(sess, 3) || !bytes.Equal(one.RawOutputContents[0], want[3].Data) {
+	if err != nil || len(one.Outputs) != 1 || one.Outputs[0].Name != names[3] || !bytes.Equal(one.RawOutputContents[0], want[3].Data) {
 		t.Fatalf("one output: %v", err)
 	}
 
@@ -167,8 +145,6 @@ func TestGRPCServesRealU2netpLikeHTTPAndSessionRun(t *testing.T) {
 	_, err = c.ModelInfer(ctx, &pb.ModelInferRequest{ModelName: "nope"})
 	wantCode(t, "unknown model", err, codes.NotFound, `unknown model "nope"`)
 }
-
-func want2Name(s *inference.Session, i int) string { return s.Outputs()[i].Name }
 
 func affineGRPC(model string, id string, rows int) *pb.ModelInferRequest {
 	x := make([]float32, rows*4)
