@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
@@ -40,12 +41,13 @@ func (s *Server) newGRPCServer() *grpc.Server {
 		}),
 	)
 	pb.RegisterGRPCInferenceServiceServer(g, grpcService{s: s})
+	healthpb.RegisterHealthServer(g, grpcHealth{s: s})
 	return g
 }
 
 // grpcProbes keep answering while the server drains, as the HTTP health
 // routes do; they answer "not ready" instead.
-var grpcProbes = map[string]bool{"ServerLive": true, "ServerReady": true, "ModelReady": true}
+var grpcProbes = map[string]bool{"ServerLive": true, "ServerReady": true, "ModelReady": true, "Check": true}
 
 // rpc runs one gRPC request (a unary call, or one message of a stream)
 // through the front door HTTP requests pass too: it is counted in flight for
@@ -231,6 +233,25 @@ func (g grpcService) ModelStreamInfer(stream pb.GRPCInferenceService_ModelStream
 			}()
 		}
 	}
+}
+
+// grpcHealth is gRPC's standard health service, which Kubernetes' gRPC
+// probes and load balancers call, as Triton serves it too: SERVING when the
+// server is ready, NOT_SERVING while it loads or drains.
+type grpcHealth struct {
+	healthpb.UnimplementedHealthServer
+	s *Server
+}
+
+func (h grpcHealth) Check(_ context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if req.Service != "" && req.Service != pb.GRPCInferenceService_ServiceDesc.ServiceName {
+		return nil, status.Error(codes.NotFound, "unknown service "+strconv.Quote(req.Service))
+	}
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if h.s.serverReadyNow() {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	return &healthpb.HealthCheckResponse{Status: st}, nil
 }
 
 // stopGRPC ends open streams and stops the gRPC server once its calls

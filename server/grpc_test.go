@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/imgserve/imgserve/internal/testmodels"
@@ -23,7 +24,7 @@ import (
 // These tests call the server with a client generated from Triton's own
 // .proto files, over a real loopback socket.
 
-func grpcClient(t testing.TB, addr string) pb.GRPCInferenceServiceClient {
+func grpcConn(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
@@ -31,7 +32,11 @@ func grpcClient(t testing.TB, addr string) pb.GRPCInferenceServiceClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return pb.NewGRPCInferenceServiceClient(conn)
+	return conn
+}
+
+func grpcClient(t testing.TB, addr string) pb.GRPCInferenceServiceClient {
+	return pb.NewGRPCInferenceServiceClient(grpcConn(t, addr))
 }
 
 func wantCode(t testing.TB, what string, err error, code codes.Code, msg string) {
@@ -420,6 +425,14 @@ func TestGRPCStreamInfer(t *testing.T) {
 func TestGRPCGracefulDrain(t *testing.T) {
 	srv := startServer(t, u2netpConfig, realModelsDir())
 	c := grpcClient(t, srv.GRPCAddr)
+	health := healthpb.NewHealthClient(grpcConn(t, srv.GRPCAddr))
+	for _, service := range []string{"", "inference.GRPCInferenceService"} {
+		if r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: service}); err != nil || r.Status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health of %q: %v %v", service, r, err)
+		}
+	}
+	_, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{Service: "nope"})
+	wantCode(t, "health of an unknown service", err, codes.NotFound, "unknown service")
 	x := make([]float32, 3*320*320)
 	req := &pb.ModelInferRequest{
 		ModelName:        "u2netp",
@@ -458,6 +471,9 @@ func TestGRPCGracefulDrain(t *testing.T) {
 	wantCode(t, "infer while draining", err, codes.Unavailable, "shutting down")
 	if r, err := c.ServerReady(context.Background(), &pb.ServerReadyRequest{}); err != nil || r.Ready {
 		t.Fatalf("ServerReady while draining: %v %v", r, err)
+	}
+	if r, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("health while draining: %v %v", r, err)
 	}
 	for i := 0; i < inFlight; i++ {
 		if err := <-results; err != nil {

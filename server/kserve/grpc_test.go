@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/imgserve/imgserve/inference"
 	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
@@ -71,4 +73,38 @@ func TestGRPCTimeoutParameter(t *testing.T) {
 	if got := GRPCTimeout(req); got != 2500*time.Microsecond {
 		t.Fatalf("got %v", got)
 	}
+}
+
+// FuzzDecodeGRPCRequest: no message, however malformed, may panic the
+// decoder or pass an invalid tensor on.
+func FuzzDecodeGRPCRequest(f *testing.F) {
+	seeds := []*pb.ModelInferRequest{
+		{Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 2},
+			Contents: &pb.InferTensorContents{Fp32Contents: []float32{1, 2}}}}},
+		{Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{2, 2}}},
+			RawInputContents: [][]byte{make([]byte, 16)}},
+		{Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "x", Datatype: "FP32", Shape: []int64{1, 2},
+			Contents: &pb.InferTensorContents{IntContents: []int32{1, 2}}}},
+			Outputs: []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: "y"}}},
+	}
+	for _, s := range seeds {
+		b, err := proto.Marshal(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		var req pb.ModelInferRequest
+		if proto.Unmarshal(wire, &req) != nil {
+			return
+		}
+		in, _, err := DecodeGRPCRequest(&req, sig, true, 4)
+		if err != nil {
+			return
+		}
+		if len(in) != 1 || in[0].Validate() != nil {
+			t.Fatalf("accepted an invalid request: %v", &req)
+		}
+	})
 }
