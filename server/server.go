@@ -31,7 +31,8 @@ type Options struct {
 	Registry *models.Registry
 	Metrics  *Metrics
 	Logger   *slog.Logger
-	// MaxBodySize bounds request bodies, after decompression too (413).
+	// MaxBodySize bounds request bodies, after decompression too (413), and
+	// gRPC messages (RESOURCE_EXHAUSTED).
 	MaxBodySize int
 	// RequestTimeout is each request's deadline (504 when it passes).
 	RequestTimeout time.Duration
