@@ -151,7 +151,7 @@ func (g grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) 
 
 // inferGRPC is the gRPC form of the one infer path, inferKServe.
 func (s *Server) inferGRPC(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	res, err := s.inferKServe(ctx, req.ModelName, req.ModelVersion, func(st *models.State) (inferCall, error) {
+	res, err := s.inferKServe(ctx, req.ModelName, req.ModelVersion, func(_ context.Context, st *models.State) (inferCall, error) {
 		inputs, requested, err := kserve.DecodeGRPCRequest(req, st.Inputs, batched(st), st.Batching.MaxBatchSize)
 		if err != nil {
 			return inferCall{}, err

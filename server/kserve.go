@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"google.golang.org/protobuf/proto"
@@ -114,7 +113,7 @@ func (s *Server) modelReady(ctx *fasthttp.RequestCtx, p routeParams) {
 
 func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 	var req *kserve.Request
-	res, err := s.inferKServe(context.Background(), p.model, "", func(st *models.State) (inferCall, error) {
+	res, err := s.inferKServe(context.Background(), p.model, "", func(_ context.Context, st *models.State) (inferCall, error) {
 		body, err := requestBody(ctx, s.opts.MaxBodySize)
 		if err != nil {
 			return inferCall{}, err
@@ -134,8 +133,8 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 		if call.outputs, err = kserve.SelectOutputs(outputNames(st), req.RequestedOutputs()); err != nil {
 			return inferCall{}, err
 		}
-		if us, ok := req.Parameters.Int("timeout"); ok { // Triton's per-request timeout, in µs
-			call.timeout = time.Duration(us) * time.Microsecond
+		if us, ok := req.Parameters.Int("timeout"); ok {
+			call.timeout = kserve.Timeout(us)
 		}
 		return call, nil
 	})

@@ -258,8 +258,8 @@ type inferCall struct {
 	// outputs are the positions of the outputs to answer with, from
 	// kserve.SelectOutputs.
 	outputs []int
-	// timeout is the client's own bound, 0 for none; the server's
-	// --request-timeout still applies.
+	// timeout is the client's own bound (Triton's timeout parameter), 0
+	// for none; the server's --request-timeout still applies.
 	timeout time.Duration
 }
 
@@ -272,21 +272,27 @@ type inferResult struct {
 
 // inferKServe runs one KServe v2 infer request from either transport. The
 // transport's decode turns its request into tensors once the model is
-// known. parent carries the client's cancellation and deadline where the
-// transport has them (gRPC).
-func (s *Server) inferKServe(parent context.Context, model, version string, decode func(st *models.State) (inferCall, error)) (inferResult, error) {
+// known, under the request's context (its deadline, and whatever admission
+// rides on it). parent carries the client's cancellation and deadline
+// where the transport has them (gRPC).
+func (s *Server) inferKServe(parent context.Context, model, version string, decode func(ctx context.Context, st *models.State) (inferCall, error)) (inferResult, error) {
 	m, st, err := s.readyModel(model, version)
 	if err != nil {
 		s.opts.Metrics.rejected(model, reasonOf(err))
 		return inferResult{}, err
 	}
-	call, err := decode(st)
+	ctx, cancel := s.requestContextFrom(parent, 0)
+	defer cancel()
+	call, err := decode(ctx, st)
 	if err != nil {
 		s.opts.Metrics.rejected(model, reasonOf(err))
 		return inferResult{}, err
 	}
-	ctx, cancel := s.requestContextFrom(parent, call.timeout)
-	defer cancel()
+	if call.timeout > 0 {
+		var cancelTimeout context.CancelFunc
+		ctx, cancelTimeout = context.WithTimeout(ctx, call.timeout)
+		defer cancelTimeout()
+	}
 	outs, err := m.Infer(ctx, call.inputs)
 	if err != nil {
 		if isRejection(err) {

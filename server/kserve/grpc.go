@@ -59,10 +59,15 @@ func DecodeGRPCRequest(req *pb.ModelInferRequest, sig []inference.TensorInfo, ba
 	return tensors, requested, nil
 }
 
-// GRPCTimeout is Triton's per-request timeout parameter, in microseconds; 0
-// when the request sets none.
+// GRPCTimeout is Triton's per-request timeout parameter; 0 when the request
+// sets none.
 func GRPCTimeout(req *pb.ModelInferRequest) time.Duration {
-	us := req.Parameters["timeout"].GetInt64Param()
+	return Timeout(req.Parameters["timeout"].GetInt64Param())
+}
+
+// Timeout reads Triton's timeout parameter, in microseconds; 0 or less is
+// none.
+func Timeout(us int64) time.Duration {
 	if us <= 0 {
 		return 0
 	}
