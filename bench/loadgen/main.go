@@ -353,8 +353,13 @@ func load(c config, n int, send func(context.Context) error, closeClient func())
 	defer closeClient()
 	from := time.Now().Add(c.warmup)
 	to := from.Add(c.duration)
-	ctx, cancel := context.WithDeadline(context.Background(), to)
+	// The window's end cancels the calls still in flight. It is not a
+	// deadline: gRPC would send a deadline to the server, which would then
+	// drop the last queued requests early and answer errors fast, in a loop.
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	stop := time.AfterFunc(time.Until(to), cancel)
+	defer stop.Stop()
 	var mu sync.Mutex
 	var res result
 	var wg sync.WaitGroup
