@@ -142,19 +142,6 @@ func (r *recorder) batchSizes() []int {
 	return append([]int(nil), r.batches...)
 }
 
-// submitAffine submits affine rows unique to id and checks the answer; it
-// runs as a goroutine of wg.
-func submitAffine(t *testing.T, s *Scheduler, wg *sync.WaitGroup, id, rows int) {
-	defer wg.Done()
-	in := affineRows(id, rows)
-	out, err := s.Submit(context.Background(), []Tensor{in})
-	if err != nil {
-		t.Errorf("request %d: %v", id, err)
-		return
-	}
-	checkAffine(t, in, out)
-}
-
 // waitFor polls a condition that the code under test makes true; the bound
 // only guards against a hang and asserts nothing about speed.
 func waitFor(t *testing.T, what string, cond func() bool) {

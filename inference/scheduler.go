@@ -115,7 +115,7 @@ type Scheduler struct {
 	// pinned, on a GPU, replaces pool: batches are packed straight into
 	// page-locked memory (see pinnedPool).
 	pinned *pinnedPool
-	stats statsRecorder
+	stats  statsRecorder
 
 	mu     sync.Mutex
 	queue  []*request

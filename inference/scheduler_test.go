@@ -88,7 +88,10 @@ func TestMultiRowRequestsShareABatch(t *testing.T) {
 	s := gatedScheduler(t, g, BatchConfig{MaxBatchSize: 4, MaxQueueSize: 64, Instances: 1}, rec)
 
 	var wg sync.WaitGroup
-	submit := func(id, rows int) { submitAffine(t, s, &wg, id, rows) }
+	submit := func(id, rows int) {
+		defer wg.Done()
+		submitAffine(t, s, id, rows)
+	}
 	wg.Add(1)
 	go submit(0, 1)
 	<-g.started

@@ -33,7 +33,10 @@ func TestStatsCountWhatTheSchedulerMeasured(t *testing.T) {
 	}()
 
 	var wg sync.WaitGroup
-	submit := func(id, rows int) { submitAffine(t, s, &wg, id, rows) }
+	submit := func(id, rows int) {
+		defer wg.Done()
+		submitAffine(t, s, id, rows)
+	}
 	// A runs alone and is held at the gate; B (1 row) and C (2 rows) queue
 	// behind it; 3 ms pass; then A's run takes 7 ms more, and B and C run
 	// as one batch of 3 rows in 7 ms.
