@@ -232,7 +232,7 @@ func serve(o options, log *slog.Logger) error {
 			}
 		}()
 	}
-	log.Info("imgserve listening", "addr", ln.Addr().String(), "grpc_addr", grpcAt, "device", rt.Device().String(),
+	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(), "grpc_addr", grpcAt,
 		"onnxruntime", rt.Version(), "models_dir", o.modelsDir)
 
 	// Models load after the listener is up, so liveness answers at once and
