@@ -24,4 +24,8 @@ var (
 	ErrBadName = errors.New("index: bad collection name")
 	// ErrCorrupt: a snapshot file is truncated, damaged or not a snapshot.
 	ErrCorrupt = errors.New("index: corrupt snapshot")
+	// ErrLimit: a write would pass one of the store's Limits.
+	ErrLimit = errors.New("index: limit reached")
+	// ErrExists: a collection exists with other settings than requested.
+	ErrExists = errors.New("index: collection exists")
 )
