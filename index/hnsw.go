@@ -291,6 +291,12 @@ func (g *graph) search(c *Collection, q []float32, k, ef int) []cand {
 		cur, curS = g.greedy(c, q, cur, curS, l, s)
 	}
 	w := s.layer(g, c, q, cur, curS, ef, 0, noSlot)
+	if c.codes != nil {
+		// Re-rank the candidates with the residuals (see quantize).
+		for i := range w {
+			w[i].score = c.fineScore(q, uint32(w[i].row))
+		}
+	}
 	slices.SortFunc(w, func(a, b cand) int {
 		if r := cmpScore(b.score, a.score); r != 0 {
 			return r

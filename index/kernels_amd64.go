@@ -22,7 +22,20 @@ func dotF32I8AVX2(q *float32, c *int8, n int) float32
 func dotI8AVX2(a, b *int8, n int) int32
 
 //go:noescape
+func dotF32NibAVX2(q *float32, nib *uint8, n int) float32
+
+//go:noescape
 func prefetch(p *byte, n int)
+
+// dotF32Nib returns q·r for 4-bit signed residuals packed two per byte.
+func dotF32Nib(q []float32, nib []uint8) float32 {
+	n := len(q) &^ 15
+	if !useAVX2 || n == 0 {
+		return dotF32NibGo(q, nib)
+	}
+	_ = nib[n/2-1]
+	return dotF32NibAVX2(&q[0], &nib[0], n) + dotF32NibGo(q[n:], nib[n/2:])
+}
 
 // dotF32 returns a·b over len(a) elements (b at least as long).
 func dotF32(a, b []float32) float32 {

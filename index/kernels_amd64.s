@@ -196,3 +196,52 @@ pfloop:
 	JMP  pfloop
 pfdone:
 	RET
+
+DATA nibmask<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA nibmask<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL nibmask<>(SB), RODATA|NOPTR, $16
+DATA nibeight<>+0(SB)/8, $0x0808080808080808
+DATA nibeight<>+8(SB)/8, $0x0808080808080808
+GLOBL nibeight<>(SB), RODATA|NOPTR, $16
+
+// func dotF32NibAVX2(q *float32, nib *uint8, n int) float32
+// Sums q[i]*r[i] for signed 4-bit r packed two per byte (even i in the low
+// nibble), n a multiple of 16.
+TEXT ·dotF32NibAVX2(SB), NOSPLIT, $0-28
+	MOVQ q+0(FP), SI
+	MOVQ nib+8(FP), DI
+	MOVQ n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VMOVDQU nibmask<>(SB), X14
+	VMOVDQU nibeight<>(SB), X15
+nibloop:
+	CMPQ CX, $16
+	JL   nibdone
+	VMOVQ (DI), X4
+	VPSRLW $4, X4, X5
+	VPAND X14, X4, X4
+	VPAND X14, X5, X5
+	VPUNPCKLBW X5, X4, X4
+	VPXOR X15, X4, X4
+	VPSUBB X15, X4, X4
+	VPMOVSXBD X4, Y6
+	VPSRLDQ $8, X4, X7
+	VPMOVSXBD X7, Y7
+	VCVTDQ2PS Y6, Y6
+	VCVTDQ2PS Y7, Y7
+	VFMADD231PS (SI), Y6, Y0
+	VFMADD231PS 32(SI), Y7, Y1
+	ADDQ $64, SI
+	ADDQ $8, DI
+	SUBQ $16, CX
+	JMP  nibloop
+nibdone:
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VHADDPS X0, X0, X0
+	VHADDPS X0, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET

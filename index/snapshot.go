@@ -30,7 +30,8 @@ import (
 //	  slots times: state uint8 (1 live, 2 free), level uint8,
 //	               idLen uint16, id, metaLen uint16, meta
 //	  vectors: slots*dim float32 (IEEE 754 bits), or for int8 storage
-//	           slots*dim int8 codes then slots float32 scales
+//	           slots*dim int8 codes, slots*ceil(dim/2) bytes of 4-bit
+//	           residuals, then slots float32 scales
 //	  hnsw only, slots times, for each level 0..level:
 //	           count uint8, count uint32 slot numbers
 //	crc      uint32   CRC-32C of every preceding byte
@@ -226,6 +227,9 @@ func (c *Collection) writeTo(w *bufio.Writer, name string, scratch []byte) error
 			if err := w.WriteByte(byte(x)); err != nil {
 				return err
 			}
+		}
+		if _, err := w.Write(c.resid[:used*residBytes(c.dim)]); err != nil {
+			return err
 		}
 		if err := floats(c.scale[:used]); err != nil {
 			return err
@@ -608,6 +612,9 @@ func readCollection(r *snapReader) (string, *Collection, error) {
 			for j, x := range buf {
 				c.codes[i*d+j] = int8(x)
 			}
+		}
+		if err := r.full(c.resid[:used*residBytes(d)]); err != nil {
+			return "", nil, err
 		}
 		for i := range used {
 			x, err := r.u32()
