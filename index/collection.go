@@ -323,7 +323,7 @@ func (c *Collection) claim(id string, row []float32, meta json.RawMessage, journ
 	c.alloc.Lock()
 	defer c.alloc.Unlock()
 	if c.dropped {
-		return 0, claimFailed, fmt.Errorf("%w: the collection was deleted", ErrNotFound)
+		return 0, claimFailed, fmt.Errorf("%w: it was deleted", ErrNoCollection)
 	}
 	old, replacing := c.rows[id]
 	if c.store != nil {
@@ -504,7 +504,7 @@ func (c *Collection) remove(id string, journal bool) error {
 	c.alloc.Lock()
 	defer c.alloc.Unlock()
 	if c.dropped {
-		return fmt.Errorf("%w: the collection was deleted", ErrNotFound)
+		return fmt.Errorf("%w: it was deleted", ErrNoCollection)
 	}
 	slot, ok := c.rows[id]
 	if !ok {

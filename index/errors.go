@@ -29,3 +29,11 @@ var (
 	// ErrExists: a collection exists with other settings than requested.
 	ErrExists = errors.New("index: collection exists")
 )
+
+// ErrNoCollection: no collection has that name. It is also ErrNotFound.
+var ErrNoCollection error = noCollection{}
+
+type noCollection struct{}
+
+func (noCollection) Error() string        { return "index: no such collection" }
+func (noCollection) Is(target error) bool { return target == ErrNotFound }

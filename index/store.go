@@ -89,7 +89,7 @@ func (s *Store) Get(name string) (*Collection, error) {
 	defer s.mu.RUnlock()
 	c, ok := s.cols[name]
 	if !ok {
-		return nil, fmt.Errorf("%w: collection %q", ErrNotFound, name)
+		return nil, fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
 	return c, nil
 }
@@ -167,7 +167,7 @@ func (s *Store) Delete(name string) error {
 	defer s.mu.Unlock()
 	c, ok := s.cols[name]
 	if !ok {
-		return fmt.Errorf("%w: collection %q", ErrNotFound, name)
+		return fmt.Errorf("%w: %q", ErrNoCollection, name)
 	}
 	// Under alloc, so that no write to the collection is logged after the
 	// drop record (it would land in a later collection of the same name).
