@@ -62,6 +62,7 @@ type options struct {
 	indexPostgres  string
 	indexLimits    index.Limits
 	indexMemoryMiB int64
+	compactMiB     int64
 }
 
 func main() {
@@ -91,6 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.indexPostgres, "index-postgres", "", "keep the search collections in PostgreSQL with pgvector (postgres://user:pass@host/db), shared by every replica; excludes --index-snapshot")
 	fs.IntVar(&o.indexLimits.MaxCollections, "index-max-collections", 1000, "most collections (0: no limit; 409 past it)")
 	fs.IntVar(&o.indexLimits.MaxItems, "index-max-items", 10_000_000, "most items in one collection (0: no limit; 409 past it)")
+	fs.Int64Var(&o.compactMiB, "index-compact-mib", index.CompactBytes>>20, "with --index-snapshot: compact the log into a new snapshot once it reaches this size (and the snapshot's)")
 	fs.Int64Var(&o.indexMemoryMiB, "index-max-memory", 8192, "most MiB of vectors, graphs, ids and metadata held in process (0: no limit; 409 past it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -103,6 +105,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.indexLimits.MaxCollections < 0 || o.indexLimits.MaxItems < 0 || o.indexMemoryMiB < 0 {
 		return o, errors.New("index limits must not be negative")
+	}
+	if o.compactMiB < 1 {
+		return o, errors.New("--index-compact-mib must be at least 1")
 	}
 	o.indexLimits.MaxMemory = o.indexMemoryMiB << 20
 	return o, nil
@@ -172,6 +177,7 @@ func openIndex(o options, log *slog.Logger) (index.Backend, error) {
 		defer cancel()
 		return pgstore.Open(ctx, o.indexPostgres, pgstore.Options{Logger: log})
 	case o.indexSnapshot != "":
+		index.CompactBytes = o.compactMiB << 20
 		s, err := index.OpenStore(o.indexSnapshot, o.indexLimits, log)
 		if err != nil {
 			return nil, fmt.Errorf("opening the index: %w", err)

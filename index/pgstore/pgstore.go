@@ -285,7 +285,7 @@ func (s *Store) create(ctx context.Context, name string, dim int, p index.Params
 	created := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO imgserve_collections (name, dimension, params) VALUES ($1, $2, $3)
-			ON CONFLICT (name) DO NOTHING RETURNING id`, name, dim, params).Scan(&m.id)
+			ON CONFLICT (name) DO NOTHING RETURNING id`, name, dim, string(params)).Scan(&m.id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // it exists; compared below
 		}
