@@ -234,6 +234,31 @@ func (c *Collection) prepare(id string, vec []float32, meta json.RawMessage, row
 	return copyMeta(meta)
 }
 
+// PrepareItem validates an item as Upsert does and returns its unit
+// vector and a private copy of its metadata (nil for none), for backends
+// that store items elsewhere.
+func PrepareItem(it Item) ([]float32, json.RawMessage, error) {
+	if err := checkID(it.ID); err != nil {
+		return nil, nil, err
+	}
+	row, err := Unit(it.Vector)
+	if err != nil {
+		return nil, nil, err
+	}
+	meta, err := copyMeta(it.Metadata)
+	return row, meta, err
+}
+
+// Unit returns v/|v|, refusing vectors of no direction (ErrBadVector) and
+// lengths outside 1..MaxDim (ErrDimension).
+func Unit(v []float32) ([]float32, error) {
+	if len(v) < 1 || len(v) > MaxDim {
+		return nil, fmt.Errorf("%w: dimension %d not in 1..%d", ErrDimension, len(v), MaxDim)
+	}
+	row := make([]float32, len(v))
+	return row, normalize(row, v)
+}
+
 func checkID(id string) error {
 	switch {
 	case id == "":
@@ -332,7 +357,7 @@ func (c *Collection) claim(id string, row []float32, meta json.RawMessage, journ
 		}
 	}
 	slot, reuse := uint32(0), false
-	if len(c.free) > 0 {
+	if c.reusable() {
 		if !exclusive {
 			return 0, claimExclusive, nil
 		}
@@ -384,6 +409,11 @@ func (c *Collection) claim(id string, row []float32, meta json.RawMessage, journ
 		c.store.mem.Add(need)
 	}
 	return slot, claimDone, nil
+}
+
+// reusable reports whether the free list holds a slot popFree would take.
+func (c *Collection) reusable() bool {
+	return len(c.free) > 1 || (len(c.free) == 1 && (c.g == nil || !c.g.isEntry(c.free[0])))
 }
 
 // popFree takes a slot from the free list. The graph's entry point stays a

@@ -264,17 +264,7 @@ func (s *Store) Upsert(_ context.Context, name string, it Item) (Info, error) {
 	if err := checkName(name); err != nil {
 		return Info{}, err
 	}
-	if len(it.Vector) < 1 || len(it.Vector) > MaxDim {
-		return Info{}, fmt.Errorf("%w: dimension %d not in 1..%d", ErrDimension, len(it.Vector), MaxDim)
-	}
-	row := make([]float32, len(it.Vector))
-	if err := checkID(it.ID); err != nil {
-		return Info{}, err
-	}
-	if err := normalize(row, it.Vector); err != nil {
-		return Info{}, err
-	}
-	meta, err := copyMeta(it.Metadata)
+	row, meta, err := PrepareItem(it)
 	if err != nil {
 		return Info{}, err
 	}

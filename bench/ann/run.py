@@ -91,8 +91,9 @@ def dataset(name, n, nq):
         base.tofile(paths[0])
         queries.tofile(paths[1])
     else:
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        subprocess.run(["go", "run", "./bench/annbench", "-gen-clip", prefix, "-n", str(n)], cwd=repo, check=True)
+        if not (os.path.exists(paths[0]) and os.path.exists(paths[1])):
+            repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            subprocess.run(["go", "run", "./bench/annbench", "-gen-clip", prefix, "-n", str(n)], cwd=repo, check=True)
         base = np.fromfile(paths[0], dtype=np.float32).reshape(-1, DIM)
         queries = np.fromfile(paths[1], dtype=np.float32).reshape(-1, DIM)
     import faiss
@@ -255,6 +256,9 @@ def main():
     if "faiss" in engines:
         run_faiss(base, queries, truth, args, out)
 
+    with open("/proc/self/status") as f:
+        hwm = [l for l in f if l.startswith("VmHWM:")][0].split()[1]
+    out({"engine": "python", "peak_rss_mib": int(hwm) / 1024.0})
     sweeps = {}
     for r in records:
         if "recall" in r:

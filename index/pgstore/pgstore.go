@@ -343,9 +343,14 @@ func vectorText(v []float32) string {
 // Upsert stores an item, creating the collection with default parameters
 // if it does not exist; invalid items create nothing.
 func (s *Store) Upsert(ctx context.Context, name string, it index.Item) (index.Info, error) {
-	row, meta, err := validate(it)
+	row, md, err := index.PrepareItem(it)
 	if err != nil {
 		return index.Info{}, err
+	}
+	var meta *string // NULL for none
+	if md != nil {
+		m := string(md)
+		meta = &m
 	}
 	if !index.ValidName(name) {
 		return index.Info{}, fmt.Errorf("%w: %q", index.ErrBadName, name)
@@ -385,24 +390,6 @@ func (s *Store) Upsert(ctx context.Context, name string, it index.Item) (index.I
 		}
 		return index.Info{Name: name, Count: int(count), Dimension: m.dim, Params: m.params}, nil
 	}
-}
-
-// validate checks an item as the in-process index does and returns its
-// unit vector and metadata (nil for none).
-func validate(it index.Item) ([]float32, *string, error) {
-	c, err := index.NewCollectionParams(max(1, len(it.Vector)), index.Params{Index: index.IndexFlat})
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := c.Upsert(it.ID, it.Vector, it.Metadata); err != nil {
-		return nil, nil, err
-	}
-	row, _, _ := c.Get(it.ID)
-	if len(it.Metadata) == 0 {
-		return row, nil, nil
-	}
-	m := string(it.Metadata)
-	return row, &m, nil
 }
 
 // DeleteItem removes an item.
@@ -468,7 +455,7 @@ func (s *Store) Search(ctx context.Context, name string, q []float32, k int, o i
 		if len(q) != m.dim {
 			return fmt.Errorf("%w: query has %d, collection has %d", index.ErrDimension, len(q), m.dim)
 		}
-		unit, _, err := validate(index.Item{ID: "q", Vector: q})
+		unit, err := index.Unit(q)
 		if err != nil {
 			return err
 		}
