@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -322,5 +323,37 @@ func TestTwoProcessesOneDatabase(t *testing.T) {
 			a.stop(t)
 			b.stop(t)
 		})
+	}
+}
+
+// TestIndexOpenFailures: a database that cannot be reached or a snapshot
+// in a missing folder stops the server at start with a clear message.
+func TestIndexOpenFailures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(t.TempDir(), "models.yaml")
+	if err := os.WriteFile(cfg, []byte("models: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	home := paths.RepoHome()
+	for _, c := range []struct {
+		flags []string
+		says  string
+	}{
+		{[]string{"--index-postgres", "postgres://postgres@" + closed + "/x?connect_timeout=5"}, "pgstore"},
+		{[]string{"--index-snapshot", "/nonexistent/dir/index.snap"}, "no such file or directory"},
+	} {
+		args := append([]string{"--addr", "127.0.0.1:0", "--config", cfg, "--ort-lib", paths.ORTLib(home)}, c.flags...)
+		cmd := exec.Command(os.Args[0], args...)
+		cmd.Env = append(os.Environ(), envMain+"=1")
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), c.says) {
+			t.Errorf("%v: %v\n%s\nwant exit 1 saying %q", c.flags, err, out, c.says)
+		}
 	}
 }

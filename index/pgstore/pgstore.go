@@ -107,7 +107,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 }
 
 func (s *Store) createSchema(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, q := range []string{
 			`SELECT pg_advisory_xact_lock(` + strconv.Itoa(schemaLock) + `)`,
 			`CREATE EXTENSION IF NOT EXISTS vector`,
@@ -120,11 +120,15 @@ func (s *Store) createSchema(ctx context.Context) error {
 				created_at timestamptz NOT NULL DEFAULT now())`,
 		} {
 			if _, err := tx.Exec(ctx, q); err != nil {
-				return fmt.Errorf("pgstore: creating the schema: %w", err)
+				return err
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("pgstore: creating the schema: %w", err)
+	}
+	return nil
 }
 
 // Close closes the pool.
