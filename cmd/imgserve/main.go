@@ -175,7 +175,7 @@ func openIndex(o options, log *slog.Logger) (index.Backend, error) {
 	case o.indexPostgres != "":
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		return pgstore.Open(ctx, o.indexPostgres, pgstore.Options{Logger: log})
+		return pgstore.Open(ctx, o.indexPostgres, pgstore.Options{Logger: log, Limits: o.indexLimits})
 	case o.indexSnapshot != "":
 		index.CompactBytes = o.compactMiB << 20
 		s, err := index.OpenStore(o.indexSnapshot, o.indexLimits, log)

@@ -55,12 +55,16 @@ type Options struct {
 	Logger *slog.Logger
 	// MaxConns bounds the connection pool (default 4).
 	MaxConns int32
+	// Limits: MaxCollections and MaxItems apply, across every replica
+	// (MaxMemory is for the in-process index: PostgreSQL bounds its own).
+	Limits index.Limits
 }
 
 // Store is an index.Backend on PostgreSQL.
 type Store struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool   *pgxpool.Pool
+	log    *slog.Logger
+	limits index.Limits
 
 	mu   sync.Mutex
 	cols map[string]meta // cached: a collection's table never changes while it exists
@@ -97,7 +101,7 @@ func Open(ctx context.Context, url string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
-	s := &Store{pool: pool, log: o.Logger, cols: map[string]meta{}}
+	s := &Store{pool: pool, log: o.Logger, limits: o.Limits, cols: map[string]meta{}}
 	if err := s.createSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -288,6 +292,15 @@ func (s *Store) create(ctx context.Context, name string, dim int, p index.Params
 	m := meta{dim: dim, params: p}
 	created := false
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if max := s.limits.MaxCollections; max > 0 {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM imgserve_collections WHERE name <> $1`, name).Scan(&n); err != nil {
+				return err
+			}
+			if n >= max {
+				return fmt.Errorf("%w: %d collections, the most this server holds", index.ErrLimit, max)
+			}
+		}
 		err := tx.QueryRow(ctx, `INSERT INTO imgserve_collections (name, dimension, params) VALUES ($1, $2, $3)
 			ON CONFLICT (name) DO NOTHING RETURNING id`, name, dim, string(params)).Scan(&m.id)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -308,7 +321,7 @@ func (s *Store) create(ctx context.Context, name string, dim int, p index.Params
 		return err
 	})
 	if err != nil {
-		return meta{}, false, wrap(err)
+		return meta{}, false, wrapKeep(err)
 	}
 	if created {
 		s.mu.Lock()
@@ -384,13 +397,19 @@ func (s *Store) Upsert(ctx context.Context, name string, it index.Item) (index.I
 			if inserted {
 				q = `UPDATE imgserve_collections SET items = items + 1 WHERE id = $1 RETURNING items`
 			}
-			return tx.QueryRow(ctx, q, m.id).Scan(&count)
+			if err := tx.QueryRow(ctx, q, m.id).Scan(&count); err != nil {
+				return err
+			}
+			if max := s.limits.MaxItems; inserted && max > 0 && count > int64(max) {
+				return fmt.Errorf("%w: collection %q holds %d items, the most this server allows", index.ErrLimit, name, max)
+			}
+			return nil
 		})
 		if isMissingTable(err) && attempt == 0 {
 			continue
 		}
 		if err != nil {
-			return index.Info{}, wrap(err)
+			return index.Info{}, wrapKeep(err)
 		}
 		return index.Info{Name: name, Count: int(count), Dimension: m.dim, Params: m.params}, nil
 	}
@@ -440,7 +459,7 @@ func (s *Store) Drop(ctx context.Context, name string) error {
 
 // wrapKeep wraps database errors but passes the index package's own.
 func wrapKeep(err error) error {
-	if errors.Is(err, index.ErrNotFound) {
+	if errors.Is(err, index.ErrNotFound) || errors.Is(err, index.ErrLimit) {
 		return err
 	}
 	return wrap(err)

@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 
@@ -113,3 +114,27 @@ func TestPgvectorAgainstExactIndex(t *testing.T) {
 }
 
 func abs(x float32) float32 { return max(x, -x) }
+
+func TestLimits(t *testing.T) {
+	url := pgtest.StartPGlite(t, 8)
+	s, err := Open(context.Background(), url, Options{Limits: index.Limits{MaxCollections: 1, MaxItems: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "b"} {
+		if _, err := s.Upsert(ctx, "c", index.Item{ID: id, Vector: []float32{1, 2}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Upsert(ctx, "c", index.Item{ID: "c", Vector: []float32{1, 2}}); !errors.Is(err, index.ErrLimit) {
+		t.Fatalf("third item: %v", err)
+	}
+	if info, _ := s.Info(ctx, "c"); info.Count != 2 {
+		t.Fatalf("count after a refused item: %d", info.Count)
+	}
+	if _, err := s.Upsert(ctx, "d", index.Item{ID: "a", Vector: []float32{1, 2}}); !errors.Is(err, index.ErrLimit) {
+		t.Fatalf("second collection: %v", err)
+	}
+}
