@@ -24,17 +24,11 @@ import (
 )
 
 // These tests run the server as a real process (this test binary,
-// re-executed with IMGSERVE_TEST_MAIN set, calls run), so that they can
-// kill it with SIGKILL and run two of them on one database.
+// re-executed with IMGSERVE_TEST_RUN_MAIN=1, runs main: see TestMain in
+// device_test.go), so that they can kill it with SIGKILL and run two of
+// them on one database.
 
-const envMain = "IMGSERVE_TEST_MAIN"
-
-func TestMain(m *testing.M) {
-	if os.Getenv(envMain) != "" {
-		os.Exit(run(os.Args[1:], os.Stderr))
-	}
-	os.Exit(m.Run())
-}
+const envMain = "IMGSERVE_TEST_RUN_MAIN"
 
 type proc struct {
 	url  string
