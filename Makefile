@@ -27,8 +27,11 @@ fetch:
 
 # The tests also need the CUDA build's 28 MB core library (not its 230 MB
 # CUDA provider): the u2netp parity tests run on it too, on its CPU provider.
+# And PGlite (PostgreSQL with pgvector, from npm) for the tests of
+# --index-postgres.
 fetch-test: fetch
 	scripts/fetch-models.sh onnxruntime-cuda
+	scripts/fetch-pglite.sh
 
 build:
 	$(GO) build -o bin/imgserve ./cmd/imgserve

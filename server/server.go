@@ -37,10 +37,10 @@ type Options struct {
 	// ImageLimits bound uploaded images, checked from the header before any
 	// pixel is decoded (zero fields take preprocess's defaults: 40 MP).
 	ImageLimits preprocess.Limits
-	// Index holds the collections of /v1/collections; nil starts an empty
-	// one. It lives in memory: nothing reaches the disk unless the caller
-	// snapshots it (index.Store.Snapshot).
-	Index *index.Store
+	// Index holds the collections of /v1/collections: an index.Store (in
+	// memory, or durable with index.OpenStore) or PostgreSQL (pgstore).
+	// nil starts an empty in-memory store. The caller closes it.
+	Index index.Backend
 }
 
 // DefaultMaxBodySize is 64 MiB.
