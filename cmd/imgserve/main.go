@@ -195,7 +195,7 @@ func serve(o options, log *slog.Logger) error {
 		Runtime:      rt,
 		Observer:     func(model string) inference.Observer { return metrics.Observer(model) },
 		Logger:       log,
-		FetchCommand: catalog.FetchCommand,
+		FetchCommand: catalog.FetchCommandIfListed,
 	})
 	metrics = server.NewMetrics(reg)
 	srv := server.New(server.Options{

@@ -1,7 +1,8 @@
 // Package testmodels provides small synthetic ONNX models for tests.
 //
 // The models mimic the input/output signatures of the real models imgserve
-// serves (LaMa inpainting, CLIP ViT-B/32, ViT-GPT2 captioning) plus a few
+// serves (LaMa inpainting, CLIP ViT-B/32, ViT-GPT2 captioning, rembg's
+// BiRefNet, isnet-anime, BRIA RMBG, BEN2, u2net_cloth_seg and SAM) plus a few
 // generic models for the KServe protocol and the scheduler, but compute
 // cheap, exactly documented functions so that tests can check results.
 // README.md in this directory lists every model with its exact inputs,
@@ -45,6 +46,14 @@ const (
 	CaptionEncoderSynth       = "caption_encoder_synth.onnx"
 	CaptionDecoderSynth       = "caption_decoder_synth.onnx"
 	CaptionDecoderSynth2Layer = "caption_decoder_synth_2layer.onnx"
+	// rembg's model set: signatures of the exports rembg downloads.
+	BiRefNetSynth   = "birefnet_synth.onnx"
+	ISNetAnimeSynth = "isnet_anime_synth.onnx"
+	BriaRMBGSynth   = "bria_rmbg_synth.onnx"
+	BEN2Synth       = "ben2_synth.onnx"
+	ClothSegSynth   = "u2net_cloth_seg_synth.onnx"
+	SAMEncoderSynth = "sam_encoder_synth.onnx"
+	SAMDecoderSynth = "sam_decoder_synth.onnx"
 )
 
 //go:embed *.onnx

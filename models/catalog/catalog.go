@@ -156,6 +156,19 @@ func (c *Catalog) Select(gpu bool) []string {
 // as "model u2netp unavailable: run scripts/fetch-models.sh u2netp".
 func FetchCommand(name string) string { return Script + " " + name }
 
+// FetchCommandIfListed is FetchCommand for the items of the embedded
+// catalog, and "" for any other name: nothing can fetch those.
+func FetchCommandIfListed(name string) string {
+	c, err := Load()
+	if err != nil {
+		return FetchCommand(name)
+	}
+	if _, ok := c.Item(name); !ok {
+		return ""
+	}
+	return FetchCommand(name)
+}
+
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
