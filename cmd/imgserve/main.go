@@ -22,6 +22,7 @@ import (
 	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/catalog"
+	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/server"
 )
 
@@ -59,6 +60,8 @@ type options struct {
 	drainTimeout   time.Duration
 	logFormat      string
 	indexSnapshot  string
+	alphaMiB       int
+	alphaQueue     int
 }
 
 func main() {
@@ -85,6 +88,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.indexSnapshot, "index-snapshot", "", "opt-in: load the search collections (vectors and ids only) from this file at start and save them to it on shutdown; off when empty")
+	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB that alpha mattings in flight may use together (413 for one needing more)")
+	fs.IntVar(&o.alphaQueue, "alpha-matting-queue", matting.DefaultAlphaLimits.MaxWaiting, "alpha mattings that may wait for memory (429 beyond)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -206,6 +211,7 @@ func serve(o options, log *slog.Logger) error {
 		RequestTimeout: o.requestTimeout,
 		Version:        version,
 		Index:          store,
+		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20, MaxWaiting: o.alphaQueue},
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
