@@ -48,8 +48,8 @@ type Catalog struct {
 	Items []Item `yaml:"items"`
 }
 
-// Item is one installable file. At least one of SHA256, MD5 and Bytes is set,
-// and at least one of Upstream and NPM.
+// Item is one installable file. At least one of SHA256, MD5 and Bytes is set
+// (unless Manual), and at least one of Upstream and NPM.
 type Item struct {
 	Name     string    `yaml:"name"`
 	Kind     Kind      `yaml:"kind"`
@@ -60,6 +60,13 @@ type Item struct {
 	Upstream *Upstream `yaml:"upstream,omitempty"`
 	NPM      *NPM      `yaml:"npm,omitempty"`
 	License  string    `yaml:"license,omitempty"`
+	// Optional items are fetched only when named: large models most
+	// deployments do not serve.
+	Optional bool `yaml:"optional,omitempty"`
+	// Manual items have no published checksum, so nothing could verify a
+	// download: the fetcher never downloads them and says where users get
+	// the file themselves. They name their upstream and no checksum.
+	Manual bool `yaml:"manual,omitempty"`
 }
 
 // Upstream is the original download. When Path is set, URL is a .tgz/.tar.gz
@@ -129,6 +136,29 @@ func (c *Catalog) Item(name string) (Item, bool) {
 		}
 	}
 	return Item{}, false
+}
+
+// Defaults lists the items fetched when none is named: what a CPU host
+// needs, all but the optional items and the CUDA build.
+func (c *Catalog) Defaults() []string {
+	var names []string
+	for _, it := range c.Items {
+		if !it.Optional && !it.GPU() {
+			names = append(names, it.Name)
+		}
+	}
+	return names
+}
+
+// Optional lists the optional items, fetched only when named or with --all.
+func (c *Catalog) Optional() []string {
+	var names []string
+	for _, it := range c.Items {
+		if it.Optional {
+			names = append(names, it.Name)
+		}
+	}
+	return names
 }
 
 // Names lists the item names in catalog order.
@@ -213,8 +243,10 @@ func (it Item) validate() error {
 		return errors.New("md5 must be 32 lowercase hex digits")
 	case it.Bytes < 0:
 		return errors.New("bytes must not be negative")
-	case it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0:
-		return errors.New("needs sha256, md5 or bytes: nothing could be verified")
+	case it.Manual && (it.SHA256 != "" || it.MD5 != "" || it.Bytes != 0 || it.Upstream == nil || it.NPM != nil):
+		return errors.New("a manual item has an upstream only, and no checksum or size")
+	case !it.Manual && it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0:
+		return errors.New("needs sha256, md5 or bytes: nothing could be verified (or manual: true)")
 	case it.Upstream == nil && it.NPM == nil:
 		return errors.New("needs an upstream or an npm source")
 	}

@@ -51,7 +51,7 @@ type Spec struct {
 var norms = map[string]preprocess.Norm{
 	"rembg":       preprocess.NormRembg,      // U²-Net family, BiRefNet, BRIA: ImageNet mean/std
 	"rembg-isnet": preprocess.NormRembgISNet, // isnet-general-use, isnet-anime: std 1
-	"rembg-ben":   preprocess.NormRembgBEN,   // BEN: mean 0.5, std 1
+	"rembg-ben":   preprocess.NormRembgBEN,   // ben_custom, dis_custom: mean 0.5, std 1
 	"imgly":       preprocess.NormIMGLY,      // IMG.LY ISNet: (x-128)/256
 	"imagenet":    preprocess.NormImageNet,   // x/255, ImageNet mean/std
 	"half":        preprocess.NormHalf,       // x/255, mean 0.5, std 0.5
