@@ -31,17 +31,20 @@ func TestBudgetQueuesInOrderAndSheds(t *testing.T) {
 	if err := b.acquire(ctx, 8); err != nil {
 		t.Fatal(err)
 	}
-	order := make(chan int, 2)
-	go func() { b.acquire(ctx, 5); order <- 1 }()
+	granted := make(chan int64, 2)
+	go func() { b.acquire(ctx, 5); granted <- 5 }()
 	waitFor(func() bool { return b.waiting() == 1 })
-	go func() { b.acquire(ctx, 1); order <- 2 }() // fits, but must not overtake
+	// 1 fits in what is free, but must queue behind the 5 rather than
+	// overtake it (which would starve large requests).
+	go func() { b.acquire(ctx, 1); granted <- 1 }()
 	waitFor(func() bool { return b.waiting() == 2 })
 	if err := b.acquire(ctx, 1); !errors.Is(err, ErrAlphaBusy) {
 		t.Fatalf("third waiter: %v, want ErrAlphaBusy", err)
 	}
 	b.release(8)
-	if first, second := <-order, <-order; first != 1 || second != 2 {
-		t.Errorf("granted in order %d, %d; want 1, 2", first, second)
+	got := <-granted + <-granted
+	if got != 6 || b.waiting() != 0 || b.free != 4 {
+		t.Errorf("after the release: granted %d, %d waiting, %d free; want 6, 0, 4", got, b.waiting(), b.free)
 	}
 	b.release(5)
 	b.release(1)

@@ -21,30 +21,61 @@ var errFillIn = errors.New("incomplete Cholesky factor exceeds its memory bound"
 // positive.
 var errIndefinite = errors.New("incomplete Cholesky factorisation failed: the matrix is not positive definite")
 
-// cholesky is a lower-triangular factor in compressed sparse columns: column
-// j holds rows[ptr[j]:ptr[j+1]] (the diagonal first) with values vals[...].
+// cholesky is a lower-triangular factor in compressed sparse columns:
+// column j holds its rows and values at positions [start[j], end[j]), the
+// diagonal first. The entries live in chunks of chunkSize, and a column
+// never straddles two, so a factor grows without copying (a doubling slice
+// would briefly hold the factor twice over) and every column is one plain
+// slice.
 type cholesky struct {
-	ptr  []int64
-	rows []int32
-	vals []float64
+	start, end []int64
+	rows       [][]int32
+	vals       [][]float64
+	entries    int64 // entries written; chunk tails left empty are not counted
+}
+
+const (
+	chunkBits = 20
+	chunkSize = 1 << chunkBits
+	chunkMask = chunkSize - 1
+)
+
+// column returns column j's rows and values.
+func (l *cholesky) column(j int) ([]int32, []float64) {
+	s, e := l.start[j], l.end[j]
+	c, o := s>>chunkBits, s&chunkMask
+	return l.rows[c][o : o+e-s], l.vals[c][o : o+e-s]
+}
+
+// reserve returns the position where a column of up to n entries starts,
+// at pos or, when it would not fit in pos's chunk, at the next chunk's
+// start, allocating chunks as needed.
+func (l *cholesky) reserve(pos int64, n int) int64 {
+	if pos&chunkMask+int64(n) > chunkSize {
+		pos = (pos>>chunkBits + 1) << chunkBits
+	}
+	for int64(len(l.rows)) <= pos>>chunkBits {
+		l.rows = append(l.rows, make([]int32, chunkSize))
+		l.vals = append(l.vals, make([]float64, chunkSize))
+	}
+	return pos
 }
 
 // factor is pymatting's ichol: a left-looking incomplete Cholesky
 // factorisation that drops entries whose magnitude is at most 1e-4 (their
 // square is still subtracted from the diagonal), retried with growing
 // diagonal shifts while a pivot is not positive. maxNNZ bounds the factor's
-// size; beyond it factor gives up with errFillIn.
-// It returns the factor and the shift that worked.
+// size; beyond it factor gives up with errFillIn. It returns the factor
+// and the shift that worked.
 func (s *system) factor(ctx context.Context, maxNNZ int64) (*cholesky, float64, error) {
-	// The factor of a closed-form Laplacian holds 40 to 60 entries per
-	// column at pymatting's drop threshold; starting near that avoids most
-	// regrowth, and a failed attempt's storage is reused by the next.
-	l := &cholesky{ptr: make([]int64, s.n()+1)}
-	capacity := min(int64(s.n())*48, maxNNZ)
-	l.rows = make([]int32, 0, capacity)
-	l.vals = make([]float64, 0, capacity)
+	n := s.n()
+	l := &cholesky{start: make([]int64, n), end: make([]int64, n)}
+	w := &icholWork{
+		next: make([]int64, n), list: make([]int32, n), acc: make([]float64, n),
+		marked: make([]bool, n), nz: make([]int32, 0, 64), diag: make([]float64, n),
+	}
 	for _, shift := range icholShifts {
-		ok, err := s.tryFactor(ctx, l, shift, maxNNZ)
+		ok, err := s.tryFactor(ctx, l, w, shift, maxNNZ)
 		if err != nil {
 			return nil, 0, err
 		}
@@ -55,24 +86,29 @@ func (s *system) factor(ctx context.Context, maxNNZ int64) (*cholesky, float64, 
 	return nil, 0, fmt.Errorf("%w even with a diagonal shift of %g", errIndefinite, icholShifts[len(icholShifts)-1])
 }
 
-// tryFactor is one attempt with one shift; ok is false when a pivot was not
-// positive.
-func (s *system) tryFactor(ctx context.Context, l *cholesky, shift float64, maxNNZ int64) (ok bool, err error) {
+// icholWork is the factorisation's work space (named as in pymatting).
+type icholWork struct {
+	next   []int64   // s: next entry of column k still to use
+	list   []int32   // l: linked lists of columns by their next row
+	acc    []float64 // a: the column being computed
+	marked []bool    // b: acc[i] is in use
+	nz     []int32   // c: the rows in use
+	diag   []float64 // d: the diagonal as it is updated
+}
+
+// tryFactor is one attempt with one shift (a failed attempt's chunks and
+// work space are reused); ok is false when a pivot was not positive.
+func (s *system) tryFactor(ctx context.Context, l *cholesky, w *icholWork, shift float64, maxNNZ int64) (ok bool, err error) {
 	n := s.n()
-	var (
-		next   = make([]int64, n)   // s: next entry of column k still to use
-		list   = make([]int32, n)   // l: linked lists of columns by next row
-		acc    = make([]float64, n) // a: the column being computed
-		marked = make([]bool, n)    // b
-		nz     = make([]int32, 0, 64)
-		diag   = make([]float64, n) // d
-	)
+	next, list, acc, marked, nz, diag := w.next, w.list, w.acc, w.marked, w.nz[:0], w.diag
+	clear(acc)
+	clear(marked)
+	var pos int64 // where the next column goes
 	for j := range n {
 		list[j] = -1
 		diag[j] = shift + s.upper[stored*j]
 	}
-	l.rows, l.vals = l.rows[:0], l.vals[:0]
-	l.ptr[0] = 0
+	l.entries = 0
 	mark := func(i int32) {
 		if !marked[i] {
 			marked[i] = true
@@ -94,17 +130,17 @@ func (s *system) tryFactor(ctx context.Context, l *cholesky, shift float64, maxN
 			mark(i)
 		}
 		for k := list[j]; k != -1; {
-			k0, k1, k2 := next[k], l.ptr[k+1], list[k]
-			ljk := l.vals[k0]
-			k0++
-			if k0 < k1 {
-				next[k] = k0
-				i := l.rows[k0]
+			k0, k1, k2 := next[k], l.end[k], list[k]
+			c, o := k0>>chunkBits, k0&chunkMask
+			rows, vals := l.rows[c][o:o+k1-k0], l.vals[c][o:o+k1-k0]
+			ljk := vals[0]
+			if len(rows) > 1 {
+				next[k] = k0 + 1
+				i := rows[1]
 				list[k] = list[i]
 				list[i] = k
-				for idx := k0; idx < k1; idx++ {
-					i := l.rows[idx]
-					acc[i] -= l.vals[idx] * ljk
+				for idx, i := range rows[1:] {
+					acc[i] -= vals[1+idx] * ljk
 					mark(i)
 				}
 			}
@@ -113,29 +149,34 @@ func (s *system) tryFactor(ctx context.Context, l *cholesky, shift float64, maxN
 		if diag[j] <= 0 {
 			return false, nil
 		}
-		if int64(len(l.rows))+1+int64(len(nz)) > maxNNZ {
+		if l.entries+1+int64(len(nz)) > maxNNZ {
 			return false, errFillIn
 		}
 		dj := math.Sqrt(diag[j])
 		diag[j] = dj
-		l.vals = append(l.vals, dj)
-		l.rows = append(l.rows, int32(j))
-		next[j] = int64(len(l.rows))
+		pos = l.reserve(pos, 1+len(nz))
+		c, o := pos>>chunkBits, pos&chunkMask
+		rows, vals := l.rows[c][o:], l.vals[c][o:]
+		rows[0], vals[0] = int32(j), dj
+		m := 1
 		slices.Sort(nz)
 		for _, i := range nz {
 			lij := acc[i] / dj
 			diag[i] -= lij * lij
 			if math.Abs(lij) > icholDiscard {
-				l.vals = append(l.vals, lij)
-				l.rows = append(l.rows, i)
+				rows[m], vals[m] = i, lij
+				m++
 			}
 			acc[i] = 0
 			marked[i] = false
 		}
 		nz = nz[:0]
-		l.ptr[j+1] = int64(len(l.rows))
-		if l.ptr[j]+1 < l.ptr[j+1] {
-			i := l.rows[l.ptr[j]+1]
+		l.start[j], l.end[j] = pos, pos+int64(m)
+		next[j] = pos + 1
+		pos += int64(m)
+		l.entries += int64(m)
+		if m > 1 {
+			i := rows[1]
 			list[j] = list[i]
 			list[i] = int32(j)
 		}
@@ -146,20 +187,21 @@ func (s *system) tryFactor(ctx context.Context, l *cholesky, shift float64, maxN
 // solve applies the preconditioner in place: x = (L L^T)^-1 x, by forward
 // then backward substitution.
 func (l *cholesky) solve(x []float64) {
-	n := len(l.ptr) - 1
+	n := len(l.start)
 	for j := range n {
-		k := l.ptr[j]
-		t := x[j] / l.vals[k]
+		rows, vals := l.column(j)
+		t := x[j] / vals[0]
 		x[j] = t
-		for k++; k < l.ptr[j+1]; k++ {
-			x[l.rows[k]] -= l.vals[k] * t
+		for k, i := range rows[1:] {
+			x[i] -= vals[1+k] * t
 		}
 	}
 	for i := n - 1; i >= 0; i-- {
+		rows, vals := l.column(i)
 		s := x[i]
-		for k := l.ptr[i] + 1; k < l.ptr[i+1]; k++ {
-			s -= l.vals[k] * x[l.rows[k]]
+		for k, j := range rows[1:] {
+			s -= vals[1+k] * x[j]
 		}
-		x[i] = s / l.vals[l.ptr[i]]
+		x[i] = s / vals[0]
 	}
 }

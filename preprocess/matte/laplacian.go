@@ -96,6 +96,8 @@ func classify(v byte) byte {
 func buildSystem(ctx context.Context, img *image.NRGBA, trimap *image.Gray) (*system, error) {
 	w, h := img.Rect.Dx(), img.Rect.Dy()
 	s := &system{w: w, h: h, index: make([]int32, w*h)}
+	unknown, _ := countUnknown(trimap)
+	s.pixel = make([]int32, 0, unknown)
 	class := make([]byte, w*h)
 	var fg, bg int
 	for y := 0; y < h; y++ {

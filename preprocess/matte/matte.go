@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"runtime"
 	"time"
 )
 
@@ -50,26 +51,31 @@ type Stats struct {
 	Foreground time.Duration // multilevel foreground estimation
 }
 
-// The working set, measured (bench/README.md): per pixel, the trimap's
-// classes and unknown index while the system is built, then alpha, F and B
-// (and the level below at a quarter of the size) and the output; per
-// unknown pixel, its row of the system, the solver's vectors, the
-// factorisation's work arrays, and the factor, whose columns hold 40 to 60
-// entries at pymatting's drop threshold. The factor is allowed up to
-// maxFactorPerColumn entries a column; pymatting's own bound (max_nnz) is
-// 250 million entries, about 4 GB.
+// The working set has two stages, and Cutout collects the first's garbage
+// before the second (bench/README.md has measurements):
+//   - alpha: per pixel the trimap's classes and unknown index; per unknown
+//     pixel its row of the system, its pixel and right-hand side, the
+//     solver's six vectors, the factorisation's work space, and the factor,
+//     whose columns hold 40 to 65 entries at pymatting's drop threshold and
+//     may hold up to maxFactorPerColumn (beyond, rembg's fallback: pymatting
+//     bounds its factor too, at 250 million entries);
+//   - foreground: per pixel alpha, F and B, the level below at a quarter of
+//     the size, that level's alpha, and the output.
+// Estimate counts the factor at its bound, so it is an upper bound.
 const (
-	bytesPerPixel      = 4 + 24 + 24/4 + 4
-	bytesPerUnknown    = stored*8 + 4 + 8 + 6*8 + 8 + 4 + 8 + 1 + 8 + 4
-	typicalPerColumn   = 64
+	bytesPerPixelAlpha = 1 + 4
+	bytesPerPixelFG    = 4 + 24 + 6 + 4 + 4
+	bytesPerUnknown    = stored*8 + 4 + 8 + 6*8 + (8 + 4 + 8 + 1 + 8 + 4) + 16
 	maxFactorPerColumn = 128
 	bytesPerEntry      = 12
 )
 
-// Estimate is the working memory of Cutout for an image of w x h pixels
-// whose trimap has unknown unknown pixels, with a typical factor.
+// Estimate bounds the working memory of Cutout for an image of w x h
+// pixels whose trimap has unknown unknown pixels.
 func Estimate(w, h, unknown int) int64 {
-	return int64(w)*int64(h)*bytesPerPixel + int64(unknown)*(bytesPerUnknown+typicalPerColumn*bytesPerEntry)
+	px, u := int64(w)*int64(h), int64(unknown)
+	alpha := px*bytesPerPixelAlpha + u*(bytesPerUnknown+maxFactorPerColumn*bytesPerEntry) + chunkSize*bytesPerEntry
+	return max(alpha, px*bytesPerPixelFG)
 }
 
 // Plan computes the trimap of mask and what Cutout would cost. The error
@@ -123,6 +129,10 @@ func Cutout(ctx context.Context, img *image.NRGBA, trimap *image.Gray) (*image.N
 		alpha[p], out.Pix[4*p+3] = float32(a), to8(a)
 	}
 	sys, x = nil, nil
+	// The factor and the system (about 400 MB at 12 MP) are garbage now;
+	// collecting it before the foreground stage allocates as much again
+	// keeps the peak at the larger of the two stages rather than their sum.
+	runtime.GC()
 	st.Alpha = time.Since(start)
 
 	start = time.Now()
@@ -157,7 +167,7 @@ func solveAlpha(ctx context.Context, img *image.NRGBA, trimap *image.Gray, st *S
 	if err != nil {
 		return nil, nil, err
 	}
-	st.Factor, st.Shift = int64(len(pre.vals)), shift
+	st.Factor, st.Shift = pre.entries, shift
 	x, it, err := sys.solve(ctx, pre)
 	st.Iterations = it
 	if errors.Is(err, ErrNotConverged) {

@@ -223,8 +223,12 @@ func TestValidate(t *testing.T) {
 }
 
 func TestEstimateGrowsWithWork(t *testing.T) {
-	small, big := Estimate(100, 100, 1000), Estimate(4000, 3000, 500000)
-	if !(small > 0 && big > 100*small && !math.IsInf(float64(big), 0)) {
-		t.Errorf("Estimate: %d for 0.01 MP, %d for 12 MP", small, big)
+	small, mid, big := Estimate(100, 100, 1000), Estimate(1000, 1000, 50000), Estimate(4000, 3000, 500000)
+	if !(0 < small && small < mid && mid < big) || big < 500<<20 || big > 2<<30 || math.IsInf(float64(big), 0) {
+		t.Errorf("Estimate: %d for 0.01 MP, %d for 1 MP, %d for 12 MP", small, mid, big)
+	}
+	// Without unknown pixels the foreground stage is what counts.
+	if got := Estimate(1000, 1000, 0); got != 1000*1000*bytesPerPixelFG {
+		t.Errorf("Estimate(1000, 1000, 0) = %d", got)
 	}
 }
