@@ -61,6 +61,7 @@ type Stats struct {
 //     bounds its factor too, at 250 million entries);
 //   - foreground: per pixel alpha, F and B, the level below at a quarter of
 //     the size, that level's alpha, and the output.
+//
 // Estimate counts the factor at its bound, so it is an upper bound.
 const (
 	bytesPerPixelAlpha = 1 + 4
