@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"image"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
 	"github.com/imgserve/imgserve/preprocess/matte"
@@ -101,7 +103,7 @@ func (s *Server) rembgRemove(ctx *fasthttp.RequestCtx, _ routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	req := cutoutRequest{model: u.field("model", ""), format: "png"}
+	req := cutoutRequest{model: u.field("model", s.rembgDefaultModel()), format: "png"}
 	var onlyMask bool
 	if onlyMask, err = u.flag("om"); err == nil {
 		if req.postProcess, err = u.flag("ppm"); err == nil {
@@ -125,6 +127,15 @@ func (s *Server) rembgRemove(ctx *fasthttp.RequestCtx, _ routeParams) {
 		req.format, req.bg, req.alpha = "mask", nil, nil
 	}
 	s.cutout(ctx, req)
+}
+
+// rembgDefaultModel is rembg's default, u2net, when it is ready, and
+// otherwise the server's default ("").
+func (s *Server) rembgDefaultModel() string {
+	if m, ok := s.opts.Registry.Get("u2net"); ok && m.State().Status == models.StatusReady && matting.IsMattingTask(m.Config.Task) {
+		return "u2net"
+	}
+	return ""
 }
 
 // parseAlphaMatting reads the switch and rembg's three numbers, with
@@ -283,7 +294,7 @@ func (s *Server) rembgAPI(ctx *fasthttp.RequestCtx, _ routeParams) {
 	l := s.alpha.Limits()
 	writeJSON(ctx, http.StatusOK, map[string]any{
 		"title":         "imgserve: rembg's HTTP API",
-		"default_model": s.matting.Default(),
+		"default_model": cmp.Or(s.rembgDefaultModel(), s.matting.Default()),
 		"models":        list,
 		"refused_models": map[string]string{
 			"withoutbg": "a client of the withoutBG cloud API; imgserve makes no outbound connections",
@@ -294,7 +305,7 @@ func (s *Server) rembgAPI(ctx *fasthttp.RequestCtx, _ routeParams) {
 			"GET /api":         "this document",
 		},
 		"parameters": map[string]string{
-			"model":  "a model above (default: default_model)",
+			"model":  "a model above (default: default_model, rembg's u2net when it is ready)",
 			"a":      "alpha matting, true or false (default false)",
 			"af":     "alpha matting foreground threshold, 0-255 (default 240)",
 			"ab":     "alpha matting background threshold, 0-255 (default 10)",

@@ -10,6 +10,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imgserve/imgserve/models"
+	// The other families register the tasks the embedded configuration uses.
+	_ "github.com/imgserve/imgserve/models/caption"
+	_ "github.com/imgserve/imgserve/models/clip"
+	_ "github.com/imgserve/imgserve/models/inpaint"
 	"github.com/imgserve/imgserve/preprocess"
 )
 
@@ -299,5 +304,32 @@ func TestParseSpec(t *testing.T) {
 		if _, err := ParseSpec(bad); err == nil {
 			t.Errorf("ParseSpec(%v): no error", bad)
 		}
+	}
+}
+
+// rembgSessions are the model names rembg's sessions register
+// (rembg/sessions/__init__.py), plus ben2-base, which rembg's README lists.
+var rembgSessions = []string{
+	"birefnet-general", "birefnet-general-lite", "birefnet-portrait", "birefnet-dis", "birefnet-hrsod",
+	"birefnet-cod", "birefnet-massive", "isnet-anime", "dis_custom", "isnet-general-use", "sam", "silueta",
+	"u2net_cloth_seg", "u2net_custom", "u2net_human_seg", "u2net", "u2netp", "bria-rmbg", "ben_custom", "ben2-base",
+}
+
+// TestEveryRembgNameIsConfigured: the embedded configuration knows every
+// rembg model name (a missing file makes it unavailable, never unknown),
+// and the one it cannot serve is refused with the reason.
+func TestEveryRembgNameIsConfigured(t *testing.T) {
+	cfg, err := models.DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry(models.NewRegistry(cfg, models.Options{ModelsDir: t.TempDir()}))
+	for _, name := range rembgSessions {
+		if _, err := reg.Get(name); !errors.Is(err, models.ErrNotReady) {
+			t.Errorf("%s: %v, want a configured model that is not ready (no file)", name, err)
+		}
+	}
+	if _, err := reg.Get("withoutbg"); !errors.Is(err, ErrRefusedModel) {
+		t.Errorf("withoutbg: %v, want ErrRefusedModel", err)
 	}
 }
