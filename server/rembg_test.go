@@ -9,51 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgserve/imgserve/internal/testfiles"
 	"github.com/imgserve/imgserve/internal/testmodels"
 	"github.com/imgserve/imgserve/models/matting"
 )
-
-// matteDiff compares a cutout with pymatting's: mean absolute alpha
-// difference over all pixels, and RGB where the reference's alpha >= 16.
-func matteDiff(t *testing.T, got, want image.Image) (alphaMAD, rgbMAD float64) {
-	t.Helper()
-	g, w := toNRGBA(got), toNRGBA(want)
-	if g.Rect != w.Rect {
-		t.Fatalf("cutout is %v, reference %v", g.Rect, w.Rect)
-	}
-	var n int
-	for i := 0; i < len(g.Pix); i += 4 {
-		alphaMAD += absDiff(g.Pix[i+3], w.Pix[i+3])
-		if w.Pix[i+3] >= 16 {
-			for c := range 3 {
-				rgbMAD += absDiff(g.Pix[i+c], w.Pix[i+c])
-				n++
-			}
-		}
-	}
-	return alphaMAD / float64(len(g.Pix)/4), rgbMAD / float64(n)
-}
-
-func toNRGBA(img image.Image) *image.NRGBA {
-	if n, ok := img.(*image.NRGBA); ok {
-		return n
-	}
-	b := img.Bounds()
-	n := image.NewNRGBA(b)
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		for x := b.Min.X; x < b.Max.X; x++ {
-			n.Set(x, y, img.At(x, y))
-		}
-	}
-	return n
-}
-
-func absDiff(a, b uint8) float64 {
-	if a > b {
-		return float64(a - b)
-	}
-	return float64(b - a)
-}
 
 // TestAlphaMattingOverHTTP: rembg's a=true on its own test image, through
 // both APIs and rembg's form and query-string forms, within the issue's
@@ -70,10 +29,10 @@ func TestAlphaMattingOverHTTP(t *testing.T) {
 	if code != 200 || !strings.HasPrefix(h.Get("X-Alpha-Matting"), "applied") {
 		t.Fatalf("/api/remove a=true: %d %q %.200s", code, h.Get("X-Alpha-Matting"), form)
 	}
-	alpha, rgb := matteDiff(t, decodePNG(t, form), want)
-	t.Logf("car-1 through /api/remove: alpha mean |diff| %.4f, RGB %.4f", alpha, rgb)
-	if alpha > 1.5 || rgb > 3 {
-		t.Errorf("alpha mean |diff| %.4f (goal 1.5), RGB %.4f (goal 3)", alpha, rgb)
+	d := testfiles.CompareMatte(t, decodePNG(t, form), want)
+	t.Logf("car-1 through /api/remove: alpha mean |diff| %.4f, RGB %.4f", d.AlphaMean, d.RGBMean)
+	if d.AlphaMean > 1.5 || d.RGBMean > 3 {
+		t.Errorf("alpha mean |diff| %.4f (goal 1.5), RGB %.4f (goal 3)", d.AlphaMean, d.RGBMean)
 	}
 
 	// The same through the query string (rembg's defaults for af, ab, ae)...
@@ -138,28 +97,10 @@ models:
   - {name: u2net_custom, file: missing-custom.onnx, task: matting}
 `
 
-// garmentPNG has red, green and blue bands (upper, lower, full body to the
-// synthetic cloth model) on black, 160x240.
+// garmentPNG is testmodels.GarmentImage as a PNG.
 func garmentPNG(t *testing.T) []byte {
-	img := image.NewNRGBA(image.Rect(0, 0, 160, 240))
-	for y := range 240 {
-		for x := range 160 {
-			p := img.Pix[4*(y*160+x):]
-			p[3] = 255
-			if x >= 30 && x < 130 {
-				switch {
-				case y >= 20 && y < 90:
-					p[0] = 255
-				case y >= 100 && y < 160:
-					p[1] = 255
-				case y >= 170 && y < 230:
-					p[2] = 255
-				}
-			}
-		}
-	}
 	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
+	if err := png.Encode(&b, testmodels.GarmentImage()); err != nil {
 		t.Fatal(err)
 	}
 	return b.Bytes()

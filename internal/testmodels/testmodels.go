@@ -23,6 +23,7 @@ package testmodels
 import (
 	"embed"
 	"fmt"
+	"image"
 	"io/fs"
 	"path/filepath"
 	"runtime"
@@ -102,4 +103,30 @@ func Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// GarmentImage is a 160x240 image that the synthetic cloth model
+// (ClothSegSynth) segments into all three garment classes: red, green and
+// blue bands (upper body, lower body, full body) 100 pixels wide, on black
+// (background).
+func GarmentImage() *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, 160, 240))
+	for y := range 240 {
+		for x := range 160 {
+			p := img.Pix[4*(y*160+x):]
+			p[3] = 255
+			if x < 30 || x >= 130 {
+				continue
+			}
+			switch {
+			case y >= 20 && y < 90:
+				p[0] = 255
+			case y >= 100 && y < 160:
+				p[1] = 255
+			case y >= 170 && y < 230:
+				p[2] = 255
+			}
+		}
+	}
+	return img
 }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/imgserve/imgserve/internal/testmodels"
 	"github.com/imgserve/imgserve/models"
 	// The other families register the tasks the embedded configuration uses.
 	_ "github.com/imgserve/imgserve/models/caption"
@@ -34,30 +35,6 @@ func patternImage() *image.NRGBA {
 				p[2] = 200
 			}
 			p[3] = 255
-		}
-	}
-	return img
-}
-
-// garmentImage is garment_image in testdata/golden.py: red, green and blue
-// bands (upper, lower and full body to the synthetic cloth model) on black.
-func garmentImage() *image.NRGBA {
-	img := image.NewNRGBA(image.Rect(0, 0, 160, 240))
-	for y := range 240 {
-		for x := range 160 {
-			p := img.Pix[4*(y*160+x):]
-			p[3] = 255
-			if x < 30 || x >= 130 {
-				continue
-			}
-			switch {
-			case y >= 20 && y < 90:
-				p[0] = 255
-			case y >= 100 && y < 160:
-				p[1] = 255
-			case y >= 170 && y < 230:
-				p[2] = 255
-			}
 		}
 	}
 	return img
@@ -157,7 +134,7 @@ func TestClothSegClasses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img := garmentImage()
+	img := testmodels.GarmentImage()                      // garment_image in testdata/golden.py
 	want := golden(t, "u2net_cloth_seg_synth.golden.png") // upper, lower, full stacked
 	all, _, err := p.Masks(context.Background(), img, Extras{})
 	if err != nil {

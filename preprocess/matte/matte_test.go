@@ -30,42 +30,6 @@ func alphaOf(img *image.NRGBA) *image.Gray {
 	return m
 }
 
-// diff compares a cutout with pymatting's: the mean absolute alpha
-// difference over all pixels and the RGB one where the reference's alpha
-// is at least 16, with the largest of each.
-type diff struct {
-	alphaMean, rgbMean float64
-	alphaMax, rgbMax   int
-}
-
-func compare(got, want *image.NRGBA) diff {
-	var d diff
-	var rgbN int
-	for i := 0; i < len(got.Pix); i += 4 {
-		a := absDiff(got.Pix[i+3], want.Pix[i+3])
-		d.alphaMean += float64(a)
-		d.alphaMax = max(d.alphaMax, a)
-		if want.Pix[i+3] >= 16 {
-			for c := range 3 {
-				v := absDiff(got.Pix[i+c], want.Pix[i+c])
-				d.rgbMean += float64(v)
-				d.rgbMax = max(d.rgbMax, v)
-				rgbN++
-			}
-		}
-	}
-	d.alphaMean /= float64(len(got.Pix) / 4)
-	d.rgbMean /= float64(rgbN)
-	return d
-}
-
-func absDiff(a, b byte) int {
-	if a > b {
-		return int(a - b)
-	}
-	return int(b - a)
-}
-
 // TestAgainstPymatting is the goal: rembg's alpha matting of its
 // test images, from our own JPEG decoding, within 1.5 levels of mean alpha
 // difference and 3 levels of mean RGB difference (where alpha >= 16) of
@@ -85,15 +49,15 @@ func TestAgainstPymatting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d := compare(got, want)
+			d := testfiles.CompareMatte(t, got, want)
 			t.Logf("%d unknown pixels, factor %.1f entries a column, shift %g, %d iterations; "+
 				"alpha mean |diff| %.4f (max %d), RGB where alpha >= 16 mean %.4f (max %d)",
-				unknown, float64(st.Factor)/float64(unknown), st.Shift, st.Iterations, d.alphaMean, d.alphaMax, d.rgbMean, d.rgbMax)
-			if !(d.alphaMean <= 1.5) {
-				t.Errorf("alpha mean absolute difference %.4f > 1.5", d.alphaMean)
+				unknown, float64(st.Factor)/float64(unknown), st.Shift, st.Iterations, d.AlphaMean, d.AlphaMax, d.RGBMean, d.RGBMax)
+			if !(d.AlphaMean <= 1.5) {
+				t.Errorf("alpha mean absolute difference %.4f > 1.5", d.AlphaMean)
 			}
-			if !(d.rgbMean <= 3) {
-				t.Errorf("RGB mean absolute difference %.4f > 3 where alpha >= 16", d.rgbMean)
+			if !(d.RGBMean <= 3) {
+				t.Errorf("RGB mean absolute difference %.4f > 3 where alpha >= 16", d.RGBMean)
 			}
 		})
 	}
@@ -121,11 +85,11 @@ func TestAgainstPymattingSamePixels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := compare(got, want)
-	t.Logf("alpha mean |diff| %.5f (max %d), RGB mean %.5f (max %d)", d.alphaMean, d.alphaMax, d.rgbMean, d.rgbMax)
-	if d.alphaMax > 1 || d.rgbMax > 1 || d.alphaMean > 0.01 || d.rgbMean > 0.01 {
+	d := testfiles.CompareMatte(t, got, want)
+	t.Logf("alpha mean |diff| %.5f (max %d), RGB mean %.5f (max %d)", d.AlphaMean, d.AlphaMax, d.RGBMean, d.RGBMax)
+	if d.AlphaMax > 1 || d.RGBMax > 1 || d.AlphaMean > 0.01 || d.RGBMean > 0.01 {
 		t.Errorf("on pymatting's own pixels: alpha mean %.5f max %d, RGB mean %.5f max %d; want at most one level anywhere",
-			d.alphaMean, d.alphaMax, d.rgbMean, d.rgbMax)
+			d.AlphaMean, d.AlphaMax, d.RGBMean, d.RGBMax)
 	}
 }
 
