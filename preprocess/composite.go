@@ -49,6 +49,24 @@ func Cutout(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
 	return dst, nil
 }
 
+// PutAlpha is rembg's putalpha_cutout, img.putalpha(mask): the image's
+// colours unchanged, the mask as alpha. The result is a new image.
+func PutAlpha(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	if mask.Rect.Dx() != w || mask.Rect.Dy() != h {
+		return nil, fmt.Errorf("%w: PutAlpha: image %dx%d, mask %dx%d", ErrSize, w, h, mask.Rect.Dx(), mask.Rect.Dy())
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		d := dst.Pix[y*dst.Stride:][:4*w]
+		copy(d, img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w])
+		for x, a := range mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w] {
+			d[4*x+3] = a
+		}
+	}
+	return dst, nil
+}
+
 // ApplyBackgroundColor is rembg's apply_background_color:
 //
 //	colored = Image.new("RGBA", img.size, bg); colored.paste(img, mask=img)

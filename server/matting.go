@@ -232,7 +232,11 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 			}
 		}
 		if cut == nil {
-			if cut, err = preprocess.Cutout(img, mask); err != nil {
+			plain := preprocess.Cutout
+			if req.extras.PutAlpha {
+				plain = preprocess.PutAlpha
+			}
+			if cut, err = plain(img, mask); err != nil {
 				writeError(ctx, err)
 				return
 			}
@@ -313,7 +317,7 @@ func (s *Server) rembgAPI(ctx *fasthttp.RequestCtx, _ routeParams) {
 			"om":     "only the mask, true or false",
 			"ppm":    "post-process the mask, true or false",
 			"bgc":    "background colour r,g,b,a",
-			"extras": `JSON for the model: sam_prompt ([{"type":"point","data":[x,y],"label":1}, {"type":"rectangle","data":[x0,y0,x1,y1]}]) for sam, cc or cloth_category (upper, lower, full) for u2net_cloth_seg`,
+			"extras": `JSON for the model: sam_prompt ([{"type":"point","data":[x,y],"label":1}, {"type":"rectangle","data":[x0,y0,x1,y1]}]) for sam, cc or cloth_category (upper, lower, full) for u2net_cloth_seg, putalpha (true: keep the colours, the mask as alpha)`,
 		},
 		"alpha_matting_memory_mib": l.MaxBytes >> 20,
 	})

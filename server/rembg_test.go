@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"image"
+	"image/draw"
 	"image/png"
 	"net/url"
 	"strings"
@@ -97,6 +98,13 @@ models:
   - {name: u2net_custom, file: missing-custom.onnx, task: matting}
 `
 
+func toNRGBAImage(img image.Image) *image.NRGBA {
+	b := img.Bounds()
+	n := image.NewNRGBA(b)
+	draw.Draw(n, b, img, b.Min, draw.Src)
+	return n
+}
+
 // garmentPNG is testmodels.GarmentImage as a PNG.
 func garmentPNG(t *testing.T) []byte {
 	var b bytes.Buffer
@@ -139,6 +147,20 @@ func TestRembgModelSetOverHTTP(t *testing.T) {
 	if code, out := post(map[string]string{"model": "birefnet-general"}, ""); code != 200 || size(out) != image.Pt(160, 240) {
 		t.Fatalf("birefnet-general: %d %.200s", code, out)
 	}
+	// extras putalpha: the image's colours, the mask as alpha.
+	code, plain := post(map[string]string{"model": "birefnet-general"}, "")
+	code2, put := post(map[string]string{"model": "birefnet-general"}, "?extras="+url.QueryEscape(`{"putalpha": true}`))
+	if code != 200 || code2 != 200 {
+		t.Fatalf("birefnet-general plain %d, putalpha %d", code, code2)
+	}
+	pi, pp := toNRGBAImage(decodePNG(t, plain)), toNRGBAImage(decodePNG(t, put))
+	src := testmodels.GarmentImage()
+	for i := 0; i < len(pp.Pix); i += 4 {
+		if pp.Pix[i+3] != pi.Pix[i+3] || string(pp.Pix[i:i+3]) != string(src.Pix[i:i+3]) {
+			t.Fatalf("putalpha at %d: %v, want the image's colours %v and alpha %d", i/4, pp.Pix[i:i+4], src.Pix[i:i+3], pi.Pix[i+3])
+		}
+	}
+
 	// u2net_cloth_seg: three cutouts one below the other, or the one asked for.
 	code, all := post(map[string]string{"model": "u2net_cloth_seg"}, "")
 	if code != 200 || size(all) != image.Pt(160, 720) {

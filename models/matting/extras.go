@@ -20,6 +20,10 @@ type Extras struct {
 	// configured.
 	SAMModel string
 	SAMQuant *bool
+	// PutAlpha is rembg's putalpha: the cutout keeps the image's colours
+	// and takes the mask as its alpha, instead of scaling every channel by
+	// the mask.
+	PutAlpha bool
 }
 
 // Mark is one element of a SAM prompt, as rembg's schema has it:
@@ -68,6 +72,11 @@ func ParseExtras(data []byte) (Extras, error) {
 			if ex.ClothCategory == "" {
 				ex.ClothCategory = s // rembg: kwargs.get("cc") or kwargs.get("cloth_category")
 			}
+		}
+	}
+	if v, ok := raw["putalpha"]; ok {
+		if err := json.Unmarshal(v, &ex.PutAlpha); err != nil {
+			return ex, fmt.Errorf("%w: extras putalpha must be true or false", ErrBadParameter)
 		}
 	}
 	if v, ok := raw["sam_model"]; ok {

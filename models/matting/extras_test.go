@@ -16,6 +16,9 @@ func TestParseExtras(t *testing.T) {
 	if len(ex.SAMPrompt) != 2 || ex.SAMPrompt[0].Data[0] != 724 || *ex.SAMPrompt[0].Label != 1 || ex.ClothCategory != "upper" {
 		t.Errorf("parsed %+v", ex)
 	}
+	if ex, _ := ParseExtras([]byte(`{"putalpha": true}`)); !ex.PutAlpha {
+		t.Errorf("putalpha: %+v", ex)
+	}
 	if ex, _ := ParseExtras([]byte(`{"cloth_category": "full"}`)); ex.ClothCategory != "full" {
 		t.Errorf("cloth_category: %+v", ex)
 	}
@@ -31,7 +34,7 @@ func TestParseExtras(t *testing.T) {
 		`{"sam_prompt": [{"type": "rectangle", "data": [1, 2, 3]}]}`,
 		`{"sam_prompt": [{"data": [1, 2], "label": 1}]}`,
 		`{"sam_prompt": [{"type": "point", "data": [1e300, 2], "label": 1}]}`,
-		`{"cc": 3}`, `{"sam_quant": "yes"}`,
+		`{"cc": 3}`, `{"sam_quant": "yes"}`, `{"putalpha": "yes"}`,
 	} {
 		if _, err := ParseExtras([]byte(bad)); !errors.Is(err, ErrBadParameter) {
 			t.Errorf("%s: error %v, want ErrBadParameter", bad, err)
