@@ -12,8 +12,8 @@ import (
 )
 
 // Alpha matting (rembg's a=true) costs far more than the model that made
-// the mask: on this project's 2-core machine about 0.5 s and 100 MB at 1
-// MP, 20 s and 0.9 GB at 12 MP (bench/README.md). Each request's working
+// the mask: on this project's 2-core machine about 0.4 s and 60 MB at 1
+// MP, 11 s and 0.6 GB at 12 MP (bench/README.md). Each request's working
 // memory is estimated from its trimap before anything is allocated, and
 // the requests in flight share a memory budget: a request that alone
 // exceeds it is refused (413), one that does not fit yet waits its turn,
