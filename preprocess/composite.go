@@ -49,6 +49,24 @@ func Cutout(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
 	return dst, nil
 }
 
+// PutAlpha is rembg's putalpha_cutout, img.putalpha(mask): the image's
+// colours unchanged, the mask as alpha. The result is a new image.
+func PutAlpha(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	if mask.Rect.Dx() != w || mask.Rect.Dy() != h {
+		return nil, fmt.Errorf("%w: PutAlpha: image %dx%d, mask %dx%d", ErrSize, w, h, mask.Rect.Dx(), mask.Rect.Dy())
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		d := dst.Pix[y*dst.Stride:][:4*w]
+		copy(d, img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w])
+		for x, a := range mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w] {
+			d[4*x+3] = a
+		}
+	}
+	return dst, nil
+}
+
 // ApplyBackgroundColor is rembg's apply_background_color:
 //
 //	colored = Image.new("RGBA", img.size, bg); colored.paste(img, mask=img)
@@ -129,4 +147,46 @@ func CropToSubject(img *image.NRGBA) *image.NRGBA {
 		return img
 	}
 	return img.SubImage(r).(*image.NRGBA)
+}
+
+// StackVertically is rembg's get_concat_v_multi, which joins the results of
+// a model that returns several masks (u2net_cloth_seg): the images one
+// below the other on an RGBA canvas as wide as the first, grey masks
+// becoming opaque grey. A single image is returned as it is (rembg saves
+// a lone mask as a greyscale PNG).
+func StackVertically(parts []image.Image) image.Image {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	w, h := 0, 0
+	for i, p := range parts {
+		if i == 0 {
+			w = p.Bounds().Dx()
+		}
+		h += p.Bounds().Dy()
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
+	y0 := 0
+	for _, p := range parts {
+		b := p.Bounds()
+		for y := range b.Dy() {
+			d := dst.Pix[(y0+y)*dst.Stride:][:4*w]
+			switch p := p.(type) {
+			case *image.NRGBA:
+				copy(d, p.Pix[p.PixOffset(b.Min.X, b.Min.Y+y):][:4*min(w, b.Dx())])
+			case *image.Gray:
+				row := p.Pix[p.PixOffset(b.Min.X, b.Min.Y+y):][:min(w, b.Dx())]
+				for x, v := range row {
+					d[4*x], d[4*x+1], d[4*x+2], d[4*x+3] = v, v, v, 255
+				}
+			default:
+				for x := range min(w, b.Dx()) {
+					c := color.NRGBAModel.Convert(p.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+					d[4*x], d[4*x+1], d[4*x+2], d[4*x+3] = c.R, c.G, c.B, c.A
+				}
+			}
+		}
+		y0 += b.Dy()
+	}
+	return dst
 }

@@ -37,6 +37,9 @@ type Options struct {
 	// ImageLimits bound uploaded images, checked from the header before any
 	// pixel is decoded (zero fields take preprocess's defaults: 40 MP).
 	ImageLimits preprocess.Limits
+	// AlphaMatting bounds rembg's alpha matting (zero fields take
+	// matting.DefaultAlphaLimits).
+	AlphaMatting matting.AlphaLimits
 	// Index holds the collections of /v1/collections: an index.Store (in
 	// memory, or durable with index.OpenStore) or PostgreSQL (pgstore).
 	// nil starts an empty in-memory store. The caller closes it.
@@ -50,6 +53,7 @@ const DefaultMaxBodySize = 64 << 20
 type Server struct {
 	opts     Options
 	matting  *matting.Registry
+	alpha    *matting.AlphaMatter
 	http     *fasthttp.Server
 	draining atomic.Bool
 	inflight atomic.Int64
@@ -73,7 +77,7 @@ func New(opts Options) *Server {
 	if opts.Index == nil {
 		opts.Index = index.NewStore()
 	}
-	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry)}
+	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), alpha: matting.NewAlphaMatter(opts.AlphaMatting)}
 	s.http = &fasthttp.Server{
 		Handler:                      s.handle,
 		Name:                         "imgserve",

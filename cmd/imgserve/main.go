@@ -22,6 +22,7 @@ import (
 	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/catalog"
+	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/server"
 )
 
@@ -63,6 +64,8 @@ type options struct {
 	indexLimits    index.Limits
 	indexMemoryMiB int64
 	compactMiB     int64
+	alphaMiB       int
+	alphaQueue     int
 }
 
 func main() {
@@ -94,6 +97,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.indexLimits.MaxItems, "index-max-items", 10_000_000, "most items in one collection (0: no limit; 409 past it)")
 	fs.Int64Var(&o.compactMiB, "index-compact-mib", index.CompactBytes>>20, "with --index-snapshot: compact the log into a new snapshot once it reaches this size (and the snapshot's)")
 	fs.Int64Var(&o.indexMemoryMiB, "index-max-memory", 8192, "most MiB of vectors, graphs, ids and metadata held in process (0: no limit; 409 past it)")
+	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB that alpha mattings in flight may use together (413 for one needing more)")
+	fs.IntVar(&o.alphaQueue, "alpha-matting-queue", matting.DefaultAlphaLimits.MaxWaiting, "alpha mattings that may wait for memory (429 beyond)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -219,7 +224,7 @@ func serve(o options, log *slog.Logger) error {
 		Runtime:      rt,
 		Observer:     func(model string) inference.Observer { return metrics.Observer(model) },
 		Logger:       log,
-		FetchCommand: catalog.FetchCommand,
+		FetchCommand: catalog.FetchCommandIfListed,
 	})
 	metrics = server.NewMetrics(reg)
 	srv := server.New(server.Options{
@@ -230,6 +235,7 @@ func serve(o options, log *slog.Logger) error {
 		RequestTimeout: o.requestTimeout,
 		Version:        version,
 		Index:          store,
+		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20, MaxWaiting: o.alphaQueue},
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
