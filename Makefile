@@ -9,18 +9,30 @@ ARGS ?=
 # `make run ARGS='--device cuda'` (or auto) also fetches the CUDA build.
 FETCH_ARGS = $(if $(filter cuda cuda:% auto,$(subst =, ,$(ARGS))),--gpu)
 
+# libjpeg-turbo (Debian/Ubuntu: libjpeg62-turbo-dev) decodes JPEG exactly as
+# PIL, and so rembg, does. Without it the build falls back to a pure-Go
+# decoder and says so at start-up; under CI=true a missing library fails the
+# build instead, so CI always tests the native path.
+TAGS ?= $(shell pkg-config --exists libjpeg 2>/dev/null && echo libjpeg)
+ifeq ($(CI),true)
+ifeq ($(findstring libjpeg,$(TAGS)),)
+$(error CI=true but libjpeg-turbo (pkg-config libjpeg) is missing: install libjpeg62-turbo-dev)
+endif
+endif
+GOFLAGS_TAGS := -tags '$(TAGS)'
+
 .PHONY: run test fetch fetch-test build bench
 
 run: fetch
-	$(GO) run ./cmd/imgserve $(ARGS)
+	$(GO) run $(GOFLAGS_TAGS) ./cmd/imgserve $(ARGS)
 
 test: fetch-test
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 15m ./...
+	$(GO) vet $(GOFLAGS_TAGS) ./...
+	$(GO) test $(GOFLAGS_TAGS) -race -count=1 -timeout 15m ./...
 	# Allocation counts differ under -race; those tests build only without it.
-	$(GO) test -count=1 -run Alloc ./...
+	$(GO) test $(GOFLAGS_TAGS) -count=1 -run Alloc ./...
 
 fetch:
 	scripts/fetch-models.sh $(FETCH_ARGS)
@@ -31,8 +43,8 @@ fetch-test: fetch
 	scripts/fetch-models.sh onnxruntime-cuda
 
 build:
-	$(GO) build -o bin/imgserve ./cmd/imgserve
+	$(GO) build $(GOFLAGS_TAGS) -o bin/imgserve ./cmd/imgserve
 
 # Benchmarks are run by hand; bench/README.md records results and commands.
 bench: fetch
-	$(GO) test -run '^$$' -bench . -benchmem ./bench/
+	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./bench/

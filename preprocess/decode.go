@@ -133,6 +133,15 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Info, error) {
 	if err != nil {
 		return nil, Info{}, err
 	}
+	if info.Format == FormatJPEG {
+		img, err := decodeJPEGNative(data, 1, w, h)
+		if err == nil {
+			return applyOrientation(img, info.Orientation), info, nil
+		}
+		if !errors.Is(err, errNativeUnsupported) {
+			return nil, Info{}, err
+		}
+	}
 	src, err := decodePixels(info.Format, data)
 	if err != nil {
 		return nil, Info{}, classify(info.Format, err)
@@ -174,6 +183,14 @@ func decodeHeader(f Format, data []byte) (cfg image.Config, err error) {
 	}
 	return image.Config{}, ErrUnsupportedFormat
 }
+
+// NativeJPEG reports whether JPEG decodes with libjpeg-turbo (a build with
+// -tags libjpeg) rather than the pure-Go fallback.
+func NativeJPEG() bool { return nativeJPEG }
+
+// errNativeUnsupported: the native decoder leaves this file (a CMYK JPEG,
+// or any JPEG in a build without libjpeg-turbo) to the Go decoder.
+var errNativeUnsupported = errors.New("not handled by the native decoder")
 
 // decodePixels recovers from panics because the third-party decoders are
 // the one place where hostile bytes meet code we do not own; a panic there
