@@ -9,14 +9,18 @@ ARGS ?=
 # `make run ARGS='--device cuda'` (or auto) also fetches the CUDA build.
 FETCH_ARGS = $(if $(filter cuda cuda:% auto,$(subst =, ,$(ARGS))),--gpu)
 
-# libjpeg-turbo (Debian/Ubuntu: libjpeg62-turbo-dev) decodes JPEG exactly as
-# PIL, and so rembg, does. Without it the build falls back to a pure-Go
-# decoder and says so at start-up; under CI=true a missing library fails the
-# build instead, so CI always tests the native path.
-TAGS ?= $(shell pkg-config --exists libjpeg 2>/dev/null && echo libjpeg)
+# Native codec libraries, each used when pkg-config finds it:
+#   libjpeg    libjpeg-turbo (Debian/Ubuntu: libjpeg62-turbo-dev), which decodes
+#              JPEG exactly as PIL, and so rembg, does
+#   libdeflate libdeflate (libdeflate-dev), for PNG decoding
+# Without them the build falls back to pure Go and says so at start-up;
+# under CI=true a missing one fails the build instead, so that CI always
+# tests the native paths.
+NATIVE_LIBS := libjpeg libdeflate
+TAGS ?= $(strip $(foreach lib,$(NATIVE_LIBS),$(shell pkg-config --exists $(lib) 2>/dev/null && echo $(lib))))
 ifeq ($(CI),true)
-ifeq ($(findstring libjpeg,$(TAGS)),)
-$(error CI=true but libjpeg-turbo (pkg-config libjpeg) is missing: install libjpeg62-turbo-dev)
+ifneq ($(filter-out $(TAGS),$(NATIVE_LIBS)),)
+$(error CI=true but $(filter-out $(TAGS),$(NATIVE_LIBS)) missing (pkg-config): install libjpeg62-turbo-dev libdeflate-dev)
 endif
 endif
 GOFLAGS_TAGS := -tags '$(TAGS)'

@@ -133,14 +133,21 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Info, error) {
 	if err != nil {
 		return nil, Info{}, err
 	}
-	if info.Format == FormatJPEG {
-		img, err := decodeJPEGNative(data, 1, w, h)
-		if err == nil {
-			return applyOrientation(img, info.Orientation), info, nil
-		}
-		if !errors.Is(err, errNativeUnsupported) {
-			return nil, Info{}, err
-		}
+	var (
+		img    *image.NRGBA
+		native = errNativeUnsupported
+	)
+	switch info.Format {
+	case FormatJPEG:
+		img, native = decodeJPEGNative(data, 1, w, h)
+	case FormatPNG:
+		img, info.HasAlpha, native = decodePNGNative(data, w, h)
+	}
+	if native == nil {
+		return applyOrientation(img, info.Orientation), info, nil
+	}
+	if !errors.Is(native, errNativeUnsupported) {
+		return nil, Info{}, native
 	}
 	src, err := decodePixels(info.Format, data)
 	if err != nil {
@@ -157,8 +164,7 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Info, error) {
 		return nil, Info{}, fmt.Errorf("%w: %s: decoded %dx%d, header said %dx%d",
 			ErrCorrupt, info.Format, b.Dx(), b.Dy(), w, h)
 	}
-	img, alpha := toNRGBA(src, info.Format == FormatWebP)
-	info.HasAlpha = alpha
+	img, info.HasAlpha = toNRGBA(src, info.Format == FormatWebP)
 	return applyOrientation(img, info.Orientation), info, nil
 }
 
@@ -187,6 +193,10 @@ func decodeHeader(f Format, data []byte) (cfg image.Config, err error) {
 // NativeJPEG reports whether JPEG decodes with libjpeg-turbo (a build with
 // -tags libjpeg) rather than the pure-Go fallback.
 func NativeJPEG() bool { return nativeJPEG }
+
+// Decoders names the JPEG and PNG decoders this binary was built with, for
+// the start-up log.
+func Decoders() string { return "jpeg: " + JPEGDecoder() + "; png: " + pngDecoderName() }
 
 // errNativeUnsupported: the native decoder leaves this file (a CMYK JPEG,
 // or any JPEG in a build without libjpeg-turbo) to the Go decoder.

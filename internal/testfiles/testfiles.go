@@ -23,3 +23,8 @@ func Rembg(t testing.TB, name string) []byte {
 	}
 	return data
 }
+
+// RembgFile returns rembg/<name>, for commands outside tests.
+func RembgFile(name string) ([]byte, error) {
+	return files.ReadFile("rembg/" + name)
+}
