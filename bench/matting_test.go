@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/internal/testfiles"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
@@ -49,7 +50,10 @@ func mattingPipeline(b *testing.B, name, cfg string) *matting.Pipeline {
 // resize, compositing and PNG encoding. "pre+post/infer" is the share that
 // is ours rather than the model's.
 func benchMatting(b *testing.B, p *matting.Pipeline) {
-	data := oneMegapixelJPEG(b)
+	benchMattingOn(b, p, oneMegapixelJPEG(b))
+}
+
+func benchMattingOn(b *testing.B, p *matting.Pipeline, data []byte) {
 	var decode, pack, infer, mask, composite, encode time.Duration
 	ctx := context.Background()
 	b.ResetTimer()
@@ -106,4 +110,27 @@ models:
     options: {norm: imgly, resize: bilinear}
     intra_op_threads: 2
 `))
+}
+
+// BenchmarkMattingU2netpPhotos is the same on the derived photos of
+// internal/testfiles (0.3, 1.5 and 12 MP JPEG, and the 1.5 MP one as PNG),
+// with u2netp as models/defaults.yaml serves it: elastic threads, so a
+// lone request's inference runs on every core.
+func BenchmarkMattingU2netpPhotos(b *testing.B) {
+	p := mattingPipeline(b, "u2netp", `
+models:
+  - {name: u2netp, file: u2netp.onnx, task: matting, batching: {max_batch_size: 1, max_queue_size: 64, instances: 2}}
+`)
+	for _, c := range []struct {
+		name string
+		data func(image.Point) []byte
+		size image.Point
+	}{
+		{"jpeg-0.3MP", testfiles.PhotoJPEG, testfiles.Photo03MP},
+		{"jpeg-1.5MP", testfiles.PhotoJPEG, testfiles.Photo15MP},
+		{"png-1.5MP", testfiles.PhotoPNG, testfiles.Photo15MP},
+		{"jpeg-12MP", testfiles.PhotoJPEG, testfiles.Photo12MP},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchMattingOn(b, p, c.data(c.size)) })
+	}
 }
