@@ -46,6 +46,12 @@ func EncodePNG(w io.Writer, img image.Image) error {
 }
 
 func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
+	return encodeRowsPNG(w, width, height, bpp, func(dst []byte, y int) { copy(dst, pix[y*stride:]) })
+}
+
+// encodeRowsPNG writes a PNG whose row y (width*bpp bytes) row writes into
+// dst. row is called from several goroutines at once, for different rows.
+func encodeRowsPNG(w io.Writer, width, height, bpp int, row func(dst []byte, y int)) error {
 	if width <= 0 || height <= 0 || int64(width) >= 1<<31 || int64(height) >= 1<<31 {
 		return fmt.Errorf("%w: cannot encode a %dx%d PNG", ErrSize, width, height)
 	}
@@ -65,7 +71,7 @@ func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
 	}
 	idat := idatWriter{w: w, buf: make([]byte, 0, 64<<10)}
 	n := width * bpp
-	if err := deflateBands(&idat, pix, stride, n, height, pngBandCount(n, height)); err != nil {
+	if err := deflateBands(&idat, row, n, height, pngBandCount(n, height)); err != nil {
 		return err
 	}
 	if err := idat.flush(); err != nil {
@@ -77,17 +83,17 @@ func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
 	return err
 }
 
-// upRow writes row y of pix (len(row)-1 bytes of it) into row with PNG's
-// Up filter: the filter type, then each byte minus the one above it.
-func upRow(row, pix []byte, stride, y int) {
-	row[0] = 2 // filter type Up
-	out := row[1:]
-	cur := pix[y*stride:][:len(out)]
-	if y == 0 {
+// upFilter writes cur into out (the filter type, then len(cur) bytes)
+// with PNG's Up filter: each byte minus the one above it in prev (nil for
+// the first row).
+func upFilter(out, cur, prev []byte) {
+	out[0] = 2 // filter type Up
+	out = out[1:][:len(cur)]
+	if prev == nil {
 		copy(out, cur)
 		return
 	}
-	prev := pix[(y-1)*stride:][:len(out)]
+	prev = prev[:len(cur)]
 	// Eight bytes at a time, subtracting within each byte lane: the high
 	// bits are set in cur and cleared in prev so no borrow crosses lanes,
 	// then the true high bit of each difference is put back.
@@ -115,28 +121,45 @@ func pngBandCount(n, height int) int {
 }
 
 type pngBand struct {
-	filtered []byte // the band's rows after the Up filter
-	out      []byte // its deflate blocks
-	sum      uint32 // Adler-32 of filtered
+	rows     [2][]byte // the current and the previous unfiltered row
+	filtered []byte    // the band's rows after the Up filter
+	out      []byte    // its deflate blocks
+	sum      uint32    // Adler-32 of filtered
 	runs     []zeroRun
 }
 
 var pngBands sync.Pool
 
-func (b *pngBand) deflate(pix []byte, stride, n, lo, hi int, last bool) {
+func (b *pngBand) deflate(row func([]byte, int), n, lo, hi int, last bool) {
 	size := (hi - lo) * (1 + n)
 	if cap(b.filtered) < size {
 		b.filtered = make([]byte, size)
 	}
+	for i := range b.rows {
+		if cap(b.rows[i]) < n {
+			b.rows[i] = make([]byte, n)
+		}
+		b.rows[i] = b.rows[i][:n]
+	}
 	f := b.filtered[:size]
+	cur, prev := b.rows[0], b.rows[1]
+	if lo > 0 {
+		row(prev, lo-1)
+	}
 	for y := lo; y < hi; y++ {
-		upRow(f[(y-lo)*(1+n):][:1+n], pix, stride, y)
+		row(cur, y)
+		above := prev
+		if y == 0 {
+			above = nil
+		}
+		upFilter(f[(y-lo)*(1+n):][:1+n], cur, above)
+		cur, prev = prev, cur
 	}
 	b.out, b.sum, b.runs = deflateFast(b.out[:0], f, last, b.runs)
 }
 
 // deflateBands writes the zlib stream of the filtered rows to w.
-func deflateBands(w io.Writer, pix []byte, stride, n, height, bands int) error {
+func deflateBands(w io.Writer, row func([]byte, int), n, height, bands int) error {
 	parts := make([]*pngBand, bands)
 	var wg sync.WaitGroup
 	for i := range parts {
@@ -147,10 +170,10 @@ func deflateBands(w io.Writer, pix []byte, stride, n, height, bands int) error {
 		parts[i] = p
 		lo, hi := height*i/bands, height*(i+1)/bands
 		if i == bands-1 {
-			p.deflate(pix, stride, n, lo, hi, true) // on this goroutine
+			p.deflate(row, n, lo, hi, true) // on this goroutine
 			continue
 		}
-		wg.Go(func() { p.deflate(pix, stride, n, lo, hi, false) })
+		wg.Go(func() { p.deflate(row, n, lo, hi, false) })
 	}
 	wg.Wait()
 	defer func() {

@@ -135,7 +135,10 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 		mask = preprocess.PostProcessMask(mask)
 	}
 	var out image.Image = mask
-	if req.format != "mask" {
+	// The plain cutout is composited while it is encoded (no cutout image);
+	// the other outputs need it whole.
+	fused := req.format == "png" && req.bg == nil && !req.crop
+	if req.format != "mask" && !fused {
 		cut, err := preprocess.Cutout(img, mask)
 		if err != nil {
 			writeError(ctx, err)
@@ -156,6 +159,8 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 	if req.format == "jpeg" {
 		contentType = "image/jpeg"
 		err = preprocess.EncodeJPEG(&buf, out, preprocess.DefaultJPEGQuality)
+	} else if fused {
+		err = preprocess.EncodeCutoutPNG(&buf, img, mask)
 	} else {
 		err = preprocess.EncodePNG(&buf, out)
 	}
