@@ -2,8 +2,10 @@ package inference
 
 import (
 	"bytes"
+	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/imgserve/imgserve/internal/testmodels"
 )
@@ -20,6 +22,11 @@ func TestElasticSessionPicksByLoad(t *testing.T) {
 	if s.pick(1) != s.sess || s.pick(2) != s.narrow || s.pick(5) != s.narrow {
 		t.Error("a lone run must take the wide session, runs beside others the narrow one")
 	}
+	demand.Add(2) // this run's request and one waiting behind it
+	if s.pick(1) != s.narrow {
+		t.Error("a run with requests queued behind it must take the narrow session")
+	}
+	demand.Add(-2)
 	for _, so := range []SessionOptions{{IntraOpThreads: 2}, {IntraOpThreads: 2, NarrowThreads: 2}, {IntraOpThreads: 1, NarrowThreads: 1}} {
 		p, err := testRuntime.NewSession(testmodels.Bytes("affine_f32.onnx"), so)
 		if err != nil {
@@ -66,5 +73,30 @@ func TestElasticSessionSameResults(t *testing.T) {
 	wg.Wait()
 	if n := testRuntime.inflight.Load(); n != 0 {
 		t.Errorf("%d runs still counted in flight", n)
+	}
+}
+
+// TestDemandCountsQueuedRequests: every request the scheduler takes is
+// counted until it is answered, whether it ran or was dropped.
+func TestDemandCountsQueuedRequests(t *testing.T) {
+	before := demand.Load()
+	sess := loadSession(t, "affine_f32.onnx")
+	s := NewScheduler(sess, BatchConfig{MaxBatchSize: 4, MaxQueueDelay: time.Millisecond, Instances: 2, MaxQueueSize: 64}, nil)
+	in := []Tensor{NewTensor([]int64{1, 4}, []float32{1, 2, 3, 4})}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			if i%4 == 0 {
+				cancel() // some give up before they run
+			}
+			defer cancel()
+			s.Submit(ctx, in)
+		})
+	}
+	wg.Wait()
+	s.Close()
+	if n := demand.Load(); n != before {
+		t.Errorf("demand %d after every request was answered, want %d", n, before)
 	}
 }

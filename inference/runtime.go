@@ -68,6 +68,12 @@ var (
 	runtimeActive bool
 )
 
+// demand counts the requests in every scheduler of the process, from the
+// moment they are queued until they are answered. An elastic session runs
+// wide only when its run is the one request in demand: a run that starts
+// while others wait would soon have company on the cores.
+var demand atomic.Int64
+
 // ErrCUDAUnavailable means the CUDA execution provider could not be loaded.
 var ErrCUDAUnavailable = errors.New("CUDA execution provider unavailable")
 
@@ -132,8 +138,8 @@ type SessionOptions struct {
 	IntraOpThreads int
 	// NarrowThreads, when between 1 and IntraOpThreads, makes the session
 	// elastic: the model is loaded a second time with this many threads, and
-	// each run takes IntraOpThreads only when no other run is under way in
-	// the process, NarrowThreads otherwise. A lone request then gets every
+	// each run takes IntraOpThreads only when no other run is under way and
+	// no other request is queued in the process, NarrowThreads otherwise. A lone request then gets every
 	// core, and concurrent ones share the cores instead of oversubscribing
 	// them (bench/README.md, "Threads", has the measurements). The cost is
 	// the model's weights held twice.

@@ -74,9 +74,10 @@ func (r *Runtime) newORTSession(model []byte, inputs, outputs []TensorInfo, so S
 }
 
 // pick is the session for a run that makes inflight runs in the process:
-// the wide one only when it is alone.
+// the wide one only when it is alone and nothing else waits (a run called
+// through a scheduler is itself one request in demand).
 func (s *Session) pick(inflight int64) *ort.DynamicAdvancedSession {
-	if inflight > 1 && s.narrow != nil {
+	if s.narrow != nil && (inflight > 1 || demand.Load() > 1) {
 		return s.narrow
 	}
 	return s.sess
