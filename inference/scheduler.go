@@ -202,6 +202,7 @@ func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, erro
 	}
 	r.queued = s.clock.Now()
 	s.queue = append(s.queue, r)
+	demand.Add(1)
 	s.mu.Unlock()
 	s.signal()
 
@@ -384,6 +385,7 @@ func (s *Scheduler) dropEnded() {
 		}
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, err)
 		r.done <- result{err: err}
+		demand.Add(-1)
 		return true
 	})
 }
@@ -424,6 +426,7 @@ func (s *Scheduler) execute(batch []*request) {
 		offset += r.rows
 		s.obs.ObserveRequest(start.Sub(r.queued), compute, res.err)
 		r.done <- res
+		demand.Add(-1)
 	}
 }
 

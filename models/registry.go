@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -184,7 +185,7 @@ func (r *Registry) Load() {
 		}
 		m.state.Store(st)
 		r.opts.Logger.Info("model ready", "model", m.Config.Name, "batch_mode", st.BatchMode.String(),
-			"max_batch_size", st.Batching.MaxBatchSize, "instances", st.Batching.Instances,
+			"max_batch_size", st.Batching.MaxBatchSize, "instances", st.Batching.Instances, "elastic_threads", st.session.Elastic(),
 			"load_ms", time.Since(start).Milliseconds())
 	}
 }
@@ -194,8 +195,9 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	so := inference.SessionOptions{IntraOpThreads: mc.IntraOpThreads, Spin: mc.Spin, Outputs: mc.Outputs}
-	batching := mc.BatchingFor(r.opts.Runtime.Device()).BatchConfig()
+	b := mc.BatchingFor(r.opts.Runtime.Device())
+	so := mc.SessionOptions(runtime.NumCPU(), b.Instances)
+	batching := b.BatchConfig()
 	var (
 		sess *inference.Session
 		mode inference.BatchMode

@@ -204,12 +204,16 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 	}
 	start = time.Now()
 	var mattingTime time.Duration
+	// The plain cutout of one mask is composited while it is encoded (no
+	// cutout image); the other outputs need it whole.
+	fused := req.format == "png" && req.bg == nil && !req.crop && req.alpha == nil &&
+		!req.extras.PutAlpha && len(masks) == 1
 	parts := make([]image.Image, len(masks))
 	for i, mask := range masks {
 		if req.postProcess {
 			mask = preprocess.PostProcessMask(mask)
 		}
-		if req.format == "mask" {
+		if req.format == "mask" || fused {
 			parts[i] = mask
 			continue
 		}
@@ -244,7 +248,7 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 		parts[i] = cut
 	}
 	out := preprocess.StackVertically(parts)
-	if req.format != "mask" {
+	if req.format != "mask" && !fused {
 		cut := out.(*image.NRGBA)
 		if req.bg != nil {
 			cut = preprocess.ApplyBackgroundColor(cut, *req.bg)
@@ -261,6 +265,8 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 	if req.format == "jpeg" {
 		contentType = "image/jpeg"
 		err = preprocess.EncodeJPEG(&buf, out, preprocess.DefaultJPEGQuality)
+	} else if fused {
+		err = preprocess.EncodeCutoutPNG(&buf, img, parts[0].(*image.Gray))
 	} else {
 		err = preprocess.EncodePNG(&buf, out)
 	}

@@ -122,6 +122,9 @@ func run(c config) error {
 		}
 		fmt.Printf("%-11d %8d %7d %10.2f %9.1f %9.1f %9.1f %s\n", n, len(res.latencies), res.errors, res.throughput,
 			ms(res.percentile(0.50)), ms(res.percentile(0.95)), ms(res.percentile(0.99)), ratio)
+		if st := res.stages.String(); st != "" {
+			fmt.Printf("  server stages, mean ms: %s\n", st)
+		}
 		if res.firstErr != nil {
 			fmt.Printf("  first error: %v\n", res.firstErr)
 		}
@@ -215,6 +218,58 @@ type result struct {
 	errors     int
 	firstErr   error
 	throughput float64
+	stages     serverTiming // summed over the measured requests
+}
+
+// serverTiming sums the server's Server-Timing stages (ms) in the order
+// they first appear.
+type serverTiming struct {
+	names []string
+	sums  map[string]float64
+	n     int
+}
+
+// add parses "decode;dur=1.2, inference;dur=30".
+func (t *serverTiming) add(header string) {
+	if header == "" {
+		return
+	}
+	if t.sums == nil {
+		t.sums = map[string]float64{}
+	}
+	t.n++
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		dur, ok := strings.CutPrefix(strings.TrimSpace(params), "dur=")
+		v, err := strconv.ParseFloat(dur, 64)
+		if !ok || err != nil {
+			continue
+		}
+		if _, seen := t.sums[name]; !seen {
+			t.names = append(t.names, name)
+		}
+		t.sums[name] += v
+	}
+}
+
+// String gives each stage's mean and the share of everything that is not
+// inference against inference.
+func (t serverTiming) String() string {
+	if t.n == 0 {
+		return ""
+	}
+	var b strings.Builder
+	other := 0.0
+	for _, name := range t.names {
+		fmt.Fprintf(&b, "%s %.1f, ", name, t.sums[name]/float64(t.n))
+		if name != "inference" {
+			other += t.sums[name]
+		}
+	}
+	if inf := t.sums["inference"]; inf > 0 {
+		fmt.Fprintf(&b, "pre+post/inference %.3f", other/inf)
+	}
+	return strings.TrimSuffix(b.String(), ", ")
 }
 
 func (r result) percentile(p float64) time.Duration {
@@ -237,21 +292,21 @@ func load(c config, url string, n int, body []byte, header http.Header) result {
 	to := from.Add(c.duration)
 	ctx, cancel := context.WithDeadline(context.Background(), to)
 	defer cancel()
-	send := func() error {
+	send := func() (string, error) {
 		req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 		req.Header = header.Clone()
 		resp, err := client.Do(req)
 		if err != nil {
-			return err
+			return "", err
 		}
 		defer resp.Body.Close()
 		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-			return err
+			return "", err
 		}
 		if resp.StatusCode != 200 {
-			return fmt.Errorf("status %d", resp.StatusCode)
+			return "", fmt.Errorf("status %d", resp.StatusCode)
 		}
-		return nil
+		return resp.Header.Get("Server-Timing"), nil
 	}
 	var mu sync.Mutex
 	var res result
@@ -260,7 +315,7 @@ func load(c config, url string, n int, body []byte, header http.Header) result {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				start := time.Now()
-				err := send()
+				timing, err := send()
 				end := time.Now()
 				if end.Before(from) || ctx.Err() != nil {
 					continue // warm-up, or cut off at the end of the window
@@ -273,6 +328,7 @@ func load(c config, url string, n int, body []byte, header http.Header) result {
 					}
 				} else {
 					res.latencies = append(res.latencies, end.Sub(start))
+					res.stages.add(timing)
 				}
 				mu.Unlock()
 			}

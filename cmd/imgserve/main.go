@@ -23,6 +23,7 @@ import (
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/catalog"
 	"github.com/imgserve/imgserve/models/matting"
+	"github.com/imgserve/imgserve/preprocess"
 	"github.com/imgserve/imgserve/server"
 )
 
@@ -244,7 +245,7 @@ func serve(o options, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(),
-		"onnxruntime", rt.Version(), "models_dir", o.modelsDir)
+		"onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders())
 
 	// Models load after the listener is up, so liveness answers at once and
 	// readiness turns 200 when every present model has loaded and warmed up.

@@ -78,3 +78,8 @@ func absDiff(a, b byte) int {
 	}
 	return int(b - a)
 }
+
+// RembgFile returns rembg/<name>, for commands outside tests.
+func RembgFile(name string) ([]byte, error) {
+	return files.ReadFile("rembg/" + name)
+}
