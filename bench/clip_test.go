@@ -133,7 +133,7 @@ func clipSearchCollection(b *testing.B, n int) *index.Collection {
 	if c := clipSearchCols[n]; c != nil {
 		return c
 	}
-	c, err := index.NewCollection(clip.Dim)
+	c, err := index.NewCollectionParams(clip.Dim, index.Params{Index: index.IndexFlat}) // the exact scan; bench/ann measures the graph
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,7 @@ var (
 func benchID(i int) string { return fmt.Sprintf("img-%012d", i) } // 16 bytes, like a short hash
 
 func buildBench(b *testing.B, n int, grow bool) *Collection {
-	c, err := NewCollection(benchDim)
+	c, err := NewCollectionParams(benchDim, Params{Index: IndexFlat}) // these measure the exact scan
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,9 +26,9 @@ import (
 // built with GOAMD64=v3, would make equal vectors not tie and results
 // depend on insertion history.
 //
-// Built with GOEXPERIMENT=simd on amd64, dot4 uses 256-bit FMA instead (see
-// dot_simd.go), which issues an eighth of the instructions and brings the
-// scan close to memory bandwidth. Plain builds are unaffected.
+// On amd64 with AVX2 and FMA, dot4 uses the assembly kernel of
+// kernels_amd64.s instead (8-wide FMA), which brings the scan close to
+// memory bandwidth; dot4Go remains the portable fallback.
 
 // dot4Go returns q·a, q·b, q·c, q·d; each row must be at least len(q)
 // long. It is the portable kernel behind dot4.

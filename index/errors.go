@@ -24,4 +24,16 @@ var (
 	ErrBadName = errors.New("index: bad collection name")
 	// ErrCorrupt: a snapshot file is truncated, damaged or not a snapshot.
 	ErrCorrupt = errors.New("index: corrupt snapshot")
+	// ErrLimit: a write would pass one of the store's Limits.
+	ErrLimit = errors.New("index: limit reached")
+	// ErrExists: a collection exists with other settings than requested.
+	ErrExists = errors.New("index: collection exists")
 )
+
+// ErrNoCollection: no collection has that name. It is also ErrNotFound.
+var ErrNoCollection error = noCollection{}
+
+type noCollection struct{}
+
+func (noCollection) Error() string        { return "index: no such collection" }
+func (noCollection) Is(target error) bool { return target == ErrNotFound }

@@ -18,9 +18,16 @@ func gaussian(rng *rand.Rand, v []float32) []float32 {
 	return v
 }
 
+// mustCollection returns a flat collection: most tests here are about
+// exact search. The graph has its own tests (hnsw_test.go).
 func mustCollection(t testing.TB, dim int) *Collection {
 	t.Helper()
-	c, err := NewCollection(dim)
+	return mustCollectionParams(t, dim, Params{Index: IndexFlat})
+}
+
+func mustCollectionParams(t testing.TB, dim int, p Params) *Collection {
+	t.Helper()
+	c, err := NewCollectionParams(dim, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,19 +36,41 @@ func mustCollection(t testing.TB, dim int) *Collection {
 
 func testID(i int) string { return fmt.Sprintf("v%06d", i) }
 
-// checkInvariants verifies the parallel slices and the id map agree.
+// checkInvariants verifies the slots, their states, the free list and the
+// id map agree.
 func checkInvariants(t testing.TB, c *Collection) {
 	t.Helper()
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	n := len(c.ids)
-	if len(c.meta) != n || len(c.vecs) != n*c.dim || len(c.rows) != n {
-		t.Fatalf("lengths disagree: ids %d meta %d vecs %d/%d rows %d", n, len(c.meta), len(c.vecs), c.dim, len(c.rows))
+	c.alloc.Lock()
+	defer c.alloc.Unlock()
+	used := int(c.used.Load())
+	if used > len(c.ids) || len(c.meta) != len(c.ids) || len(c.state) != len(c.ids) {
+		t.Fatalf("lengths disagree: used %d ids %d meta %d state %d", used, len(c.ids), len(c.meta), len(c.state))
 	}
-	for i, id := range c.ids {
-		if r, ok := c.rows[id]; !ok || int(r) != i {
-			t.Fatalf("rows[%q] = %d,%v; want %d", id, r, ok, i)
+	if len(c.rows) != c.count {
+		t.Fatalf("count %d, id map %d", c.count, len(c.rows))
+	}
+	for id, r := range c.rows {
+		if int(r) >= used || c.ids[r] != id || c.state[r].Load() != slotLive {
+			t.Fatalf("rows[%q] = %d: slot holds %q in state %d", id, r, c.ids[r], c.state[r].Load())
 		}
+	}
+	live := 0
+	for r := range used {
+		if c.state[r].Load() == slotLive {
+			live++
+		}
+	}
+	free := map[uint32]bool{}
+	for _, r := range c.free {
+		if c.state[r].Load() == slotLive || free[r] {
+			t.Fatalf("free slot %d is live or listed twice", r)
+		}
+		free[r] = true
+	}
+	if live != c.count || live+len(c.free) != used {
+		t.Fatalf("%d live slots, %d free, %d used, count %d", live, len(c.free), used, c.count)
 	}
 }
 

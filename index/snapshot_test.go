@@ -62,17 +62,20 @@ func assertStoresEqual(t *testing.T, a, b *Store) {
 		if ca.Dim() != cb.Dim() || ca.Len() != cb.Len() {
 			t.Fatalf("%s: dim/len %d/%d vs %d/%d", name, ca.Dim(), ca.Len(), cb.Dim(), cb.Len())
 		}
-		if !slices.Equal(ca.ids, cb.ids) {
-			t.Fatalf("%s: ids differ", name)
+		if ca.Params() != cb.Params() {
+			t.Fatalf("%s: params %v vs %v", name, ca.Params(), cb.Params())
 		}
-		for i := range ca.vecs {
-			if math.Float32bits(ca.vecs[i]) != math.Float32bits(cb.vecs[i]) {
-				t.Fatalf("%s: vector element %d differs: %v vs %v", name, i, ca.vecs[i], cb.vecs[i])
+		for id, r := range ca.rows {
+			if cb.rows[id] != r {
+				t.Fatalf("%s: %s in slot %d, was %d", name, id, cb.rows[id], r)
 			}
-		}
-		for i := range ca.meta {
-			if string(ca.meta[i]) != string(cb.meta[i]) || (ca.meta[i] == nil) != (cb.meta[i] == nil) {
-				t.Fatalf("%s: metadata of %s differs: %q vs %q", name, ca.ids[i], ca.meta[i], cb.meta[i])
+			va, ma, _ := ca.Get(id)
+			vb, mb, _ := cb.Get(id)
+			if !slices.EqualFunc(va, vb, func(x, y float32) bool { return math.Float32bits(x) == math.Float32bits(y) }) {
+				t.Fatalf("%s: vector of %s differs", name, id)
+			}
+			if string(ma) != string(mb) || (ma == nil) != (mb == nil) {
+				t.Fatalf("%s: metadata of %s differs: %q vs %q", name, id, ma, mb)
 			}
 		}
 		checkInvariants(t, cb)

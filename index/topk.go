@@ -1,6 +1,9 @@
 package index
 
-import "math"
+import (
+	"math"
+	"sync/atomic"
+)
 
 // cand is a scored row. Rows are int32 to keep a candidate in 8 bytes; a
 // collection refuses to grow past math.MaxInt32 rows.
@@ -101,28 +104,24 @@ func (t *topK) sorted() []cand {
 	return h
 }
 
-// scanRows offers rows [lo, hi) of vecs (row-major, dim columns) to t.
-func scanRows(t *topK, q, vecs []float32, dim, lo, hi int) {
+// scanRows offers the live rows in [lo, hi) of vecs (row-major, dim
+// columns) to t. Rows are scored four at a time whatever their state, so
+// that a vector's score does not depend on its neighbours (see dot.go).
+func scanRows(t *topK, q, vecs []float32, dim, lo, hi int, state []atomic.Uint32) {
 	r := lo
 	for ; r+4 <= hi; r += 4 {
 		o := r * dim
-		s0, s1, s2, s3 := dot4(q, vecs[o:o+dim], vecs[o+dim:o+2*dim], vecs[o+2*dim:o+3*dim], vecs[o+3*dim:o+4*dim])
-		if s0 >= t.min {
-			t.push(s0, int32(r))
-		}
-		if s1 >= t.min {
-			t.push(s1, int32(r+1))
-		}
-		if s2 >= t.min {
-			t.push(s2, int32(r+2))
-		}
-		if s3 >= t.min {
-			t.push(s3, int32(r+3))
+		var s [4]float32
+		s[0], s[1], s[2], s[3] = dot4(q, vecs[o:o+dim], vecs[o+dim:o+2*dim], vecs[o+2*dim:o+3*dim], vecs[o+3*dim:o+4*dim])
+		for j, sc := range s {
+			if sc >= t.min && state[r+j].Load() == slotLive {
+				t.push(sc, int32(r+j))
+			}
 		}
 	}
 	for ; r < hi; r++ {
 		x := vecs[r*dim : (r+1)*dim]
-		if s, _, _, _ := dot4(q, x, x, x, x); s >= t.min {
+		if s, _, _, _ := dot4(q, x, x, x, x); s >= t.min && state[r].Load() == slotLive {
 			t.push(s, int32(r))
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	ort "github.com/yalue/onnxruntime_go"
 )
@@ -57,12 +58,21 @@ type Runtime struct {
 	device Device
 	lib    string // the library loaded, for the binding layer (ortbind.c)
 	api    bindingAPI
+	// inflight counts Run calls under way in every session of the process;
+	// it is what tells an elastic session whether its run is alone.
+	inflight atomic.Int64
 }
 
 var (
 	runtimeMu     sync.Mutex
 	runtimeActive bool
 )
+
+// demand counts the requests in every scheduler of the process, from the
+// moment they are queued until they are answered. An elastic session runs
+// wide only when its run is the one request in demand: a run that starts
+// while others wait would soon have company on the cores.
+var demand atomic.Int64
 
 // ErrCUDAUnavailable means the CUDA execution provider could not be loaded.
 var ErrCUDAUnavailable = errors.New("CUDA execution provider unavailable")
@@ -126,6 +136,14 @@ type SessionOptions struct {
 	// with several batches in flight, the sum over instances should not
 	// exceed the cores, or the runs fight over them.
 	IntraOpThreads int
+	// NarrowThreads, when between 1 and IntraOpThreads, makes the session
+	// elastic: the model is loaded a second time with this many threads, and
+	// each run takes IntraOpThreads only when no other run is under way and
+	// no other request is queued in the process, NarrowThreads otherwise. A lone request then gets every
+	// core, and concurrent ones share the cores instead of oversubscribing
+	// them (bench/README.md, "Threads", has the measurements). The cost is
+	// the model's weights held twice.
+	NarrowThreads int
 	// Spin lets idle ONNX Runtime threads busy-wait for work. It lowers
 	// latency on an idle machine but burns cores that concurrent runs need.
 	Spin bool

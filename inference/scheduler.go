@@ -220,6 +220,7 @@ func (s *Scheduler) enqueue(r *request) error {
 	}
 	r.queued = s.clock.Now()
 	s.queue = append(s.queue, r)
+	demand.Add(1)
 	return nil
 }
 
@@ -395,6 +396,7 @@ func (s *Scheduler) dropEnded() {
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, err)
 		s.stats.fail(now.Sub(r.submitted))
 		r.done <- result{err: err}
+		demand.Add(-1)
 		return true
 	})
 }
@@ -449,6 +451,7 @@ func (s *Scheduler) execute(batch []*request) {
 			s.stats.fail(end.Sub(r.submitted))
 		}
 		r.done <- results[i]
+		demand.Add(-1)
 	}
 }
 

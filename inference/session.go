@@ -18,10 +18,11 @@ type TensorInfo struct {
 // Session is one loaded model. It is safe for concurrent Run calls, which is
 // what lets several batches of one model be in flight at once.
 type Session struct {
+	rt      *Runtime
 	sess    *ort.DynamicAdvancedSession
+	narrow  *ort.DynamicAdvancedSession // nil unless elastic
 	inputs  []TensorInfo
 	outputs []TensorInfo
-	rt      *Runtime
 	bound   boundOnce // RunBound's state, made on first use
 }
 
@@ -44,6 +45,22 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 			return nil, err
 		}
 	}
+	sess, err := r.newORTSession(model, inputs, outputs, so)
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{rt: r, sess: sess, inputs: inputs, outputs: outputs}
+	if so.NarrowThreads > 0 && so.NarrowThreads < so.IntraOpThreads && !r.device.CUDA {
+		so.IntraOpThreads = so.NarrowThreads
+		if s.narrow, err = r.newORTSession(model, inputs, outputs, so); err != nil {
+			sess.Destroy()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (r *Runtime) newORTSession(model []byte, inputs, outputs []TensorInfo, so SessionOptions) (*ort.DynamicAdvancedSession, error) {
 	opts, err := r.sessionOptions(so)
 	if err != nil {
 		return nil, err
@@ -53,8 +70,22 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 	if err != nil {
 		return nil, fmt.Errorf("creating session: %w", err)
 	}
-	return &Session{sess: sess, inputs: inputs, outputs: outputs, rt: r}, nil
+	return sess, nil
 }
+
+// pick is the session for a run that makes inflight runs in the process:
+// the wide one only when it is alone and nothing else waits (a run called
+// through a scheduler is itself one request in demand).
+func (s *Session) pick(inflight int64) *ort.DynamicAdvancedSession {
+	if s.narrow != nil && (inflight > 1 || demand.Load() > 1) {
+		return s.narrow
+	}
+	return s.sess
+}
+
+// Elastic reports whether the session switches between a wide and a narrow
+// thread count by load (SessionOptions.NarrowThreads).
+func (s *Session) Elastic() bool { return s.narrow != nil }
 
 func tensorInfos(infos []ort.InputOutputInfo) ([]TensorInfo, error) {
 	out := make([]TensorInfo, len(infos))
@@ -141,7 +172,9 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 	if err := s.preallocate(out, inputs); err != nil {
 		return nil, err
 	}
-	if err := s.sess.Run(in, out); err != nil {
+	err := s.pick(s.rt.inflight.Add(1)).Run(in, out)
+	s.rt.inflight.Add(-1)
+	if err != nil {
 		return nil, err
 	}
 	result := make([]Tensor, len(out))
@@ -232,6 +265,9 @@ func fromValue(v ort.Value) (Tensor, error) {
 // Close releases the session. Device tensors from it must be released
 // first.
 func (s *Session) Close() error {
+	if s.narrow != nil {
+		s.narrow.Destroy()
+	}
 	s.bound.release()
 	return s.sess.Destroy()
 }

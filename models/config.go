@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"runtime"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -38,7 +37,8 @@ type ModelConfig struct {
 	Fetch string `yaml:"fetch"`
 	// Task is the pipeline: "tensor" serves raw tensors over KServe v2 only.
 	Task string `yaml:"task"`
-	// IntraOpThreads per run; 0 shares the cores among the instances.
+	// IntraOpThreads per run. 0 (the default) is elastic: a run alone in
+	// the process uses every core, a run beside others cores/instances.
 	IntraOpThreads int `yaml:"intra_op_threads"`
 	// DynamicBatch allows rewriting a fixed batch dimension of 1 into a
 	// dynamic one when MaxBatchSize > 1. The rewrite is verified at load.
@@ -182,9 +182,21 @@ func ParseConfig(r io.Reader) (Config, error) {
 				return Config{}, fmt.Errorf("model %q: gpu_batching: %w", m.Name, err)
 			}
 		}
-		if m.IntraOpThreads <= 0 {
-			m.IntraOpThreads = max(1, runtime.NumCPU()/m.Batching.Instances)
-		}
+		m.IntraOpThreads = max(m.IntraOpThreads, 0)
 	}
 	return cfg, nil
+}
+
+// SessionOptions are the ONNX Runtime settings of m's session on a machine
+// with this many cores, for the given number of instances. An explicit intra_op_threads is used as is; the
+// default gives a lone run every core and, when the model has several
+// instances, a run beside others its share (inference.SessionOptions'
+// NarrowThreads).
+func (m ModelConfig) SessionOptions(cores, instances int) inference.SessionOptions {
+	so := inference.SessionOptions{IntraOpThreads: m.IntraOpThreads, Spin: m.Spin, Outputs: m.Outputs}
+	if so.IntraOpThreads <= 0 {
+		so.IntraOpThreads = max(1, cores)
+		so.NarrowThreads = max(1, cores/max(1, instances))
+	}
+	return so
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,21 @@ func RegisterTask(name string, check SignatureCheck) {
 }
 
 func knownTask(t string) bool { _, ok := tasks[t]; return ok }
+
+// WarmUpInputs builds a task's warm-up batch from the session's inputs, for
+// models that cannot run on zeros with dynamic dimensions set to 1.
+type WarmUpInputs func(inputs []inference.TensorInfo) []inference.Tensor
+
+var warmUps = map[string]WarmUpInputs{}
+
+// RegisterWarmUp sets a task's warm-up inputs; model family packages call
+// it from init, after RegisterTask.
+func RegisterWarmUp(task string, inputs WarmUpInputs) {
+	if _, ok := tasks[task]; !ok {
+		panic("models: warm-up for an unknown task: " + task)
+	}
+	warmUps[task] = inputs
+}
 
 // Status is where a model is in its life.
 type Status string
@@ -104,7 +120,8 @@ type Options struct {
 	// Observer gives each model's scheduler somewhere to report to.
 	Observer func(model string) inference.Observer
 	Logger   *slog.Logger
-	// FetchCommand says how to get a missing model's file.
+	// FetchCommand says how to get a missing model's file; "" when nothing
+	// can fetch it (a model the operator brings).
 	FetchCommand func(item string) string
 }
 
@@ -130,8 +147,11 @@ func NewRegistry(cfg Config, opts Options) *Registry {
 		m := &Model{Config: mc}
 		st := &State{Status: StatusLoading}
 		if _, err := os.Stat(r.path(mc)); err != nil {
-			st = &State{Status: StatusUnavailable, Reason: fmt.Sprintf(
-				"%s not found in %s; fetch it with: %s", mc.File, opts.ModelsDir, opts.FetchCommand(mc.Fetch))}
+			how := "fetch it with: " + opts.FetchCommand(mc.Fetch)
+			if cmd := opts.FetchCommand(mc.Fetch); cmd == "" {
+				how = "nothing fetches it: put a model file of your own there"
+			}
+			st = &State{Status: StatusUnavailable, Reason: fmt.Sprintf("%s not found in %s; %s", mc.File, opts.ModelsDir, how)}
 		}
 		m.state.Store(st)
 		r.models = append(r.models, m)
@@ -165,7 +185,7 @@ func (r *Registry) Load() {
 		}
 		m.state.Store(st)
 		r.opts.Logger.Info("model ready", "model", m.Config.Name, "batch_mode", st.BatchMode.String(),
-			"max_batch_size", st.Batching.MaxBatchSize, "instances", st.Batching.Instances,
+			"max_batch_size", st.Batching.MaxBatchSize, "instances", st.Batching.Instances, "elastic_threads", st.session.Elastic(),
 			"load_ms", time.Since(start).Milliseconds())
 	}
 }
@@ -175,8 +195,9 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	so := inference.SessionOptions{IntraOpThreads: mc.IntraOpThreads, Spin: mc.Spin, Outputs: mc.Outputs}
-	batching := mc.BatchingFor(r.opts.Runtime.Device()).BatchConfig()
+	b := mc.BatchingFor(r.opts.Runtime.Device())
+	so := mc.SessionOptions(runtime.NumCPU(), b.Instances)
+	batching := b.BatchConfig()
 	var (
 		sess *inference.Session
 		mode inference.BatchMode
@@ -212,6 +233,16 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		session:   sess,
 	}
 	st.Batching = st.Scheduler.Config()
+	// A task whose inputs cannot be zeros with dynamic dimensions set to 1
+	// warms up on its own inputs, once.
+	if custom := warmUps[mc.Task]; custom != nil {
+		if _, err := st.Scheduler.Submit(context.Background(), custom(st.Inputs)); err != nil {
+			st.Scheduler.Close()
+			sess.Close()
+			return nil, fmt.Errorf("warm-up run: %w", err)
+		}
+		return st, nil
+	}
 	// One run per batch bucket: on a GPU each new shape costs an arena
 	// allocation and a cuDNN algorithm search, which the first requests of
 	// that size would otherwise wait for.

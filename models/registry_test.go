@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/testmodels"
 )
 
@@ -23,6 +24,28 @@ models:
 	for _, m := range reg.Models() {
 		if st := m.State(); st.Status != want[m.Config.Name] {
 			t.Errorf("%s: %s (%s), want %s", m.Config.Name, st.Status, st.Reason, want[m.Config.Name])
+		}
+	}
+}
+
+func TestSessionOptionsElasticByDefault(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader(`
+models:
+  - {name: a, file: a.onnx, batching: {instances: 2}}
+  - {name: b, file: b.onnx, intra_op_threads: 3, batching: {instances: 2}}
+  - {name: c, file: c.onnx}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []inference.SessionOptions{
+		{IntraOpThreads: 8, NarrowThreads: 4}, // all cores alone, a share beside others
+		{IntraOpThreads: 3},                   // explicit: fixed
+		{IntraOpThreads: 8, NarrowThreads: 8}, // one instance: never narrower
+	} {
+		got := cfg.Models[i].SessionOptions(8, cfg.Models[i].Batching.Instances)
+		if got.IntraOpThreads != want.IntraOpThreads || got.NarrowThreads != want.NarrowThreads {
+			t.Errorf("%s: %+v, want %+v", cfg.Models[i].Name, got, want)
 		}
 	}
 }

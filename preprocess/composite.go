@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"io"
 )
 
 // PIL blends 8-bit channels with DIV255(a) = ((a+128)>>8 + a+128)>>8, an
@@ -31,22 +32,59 @@ func Cutout(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
 	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
 	forBands(h, 9*w*h, func(lo, hi int) {
 		for y := lo; y < hi; y++ {
-			s := img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w]
-			m := mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w]
-			d := dst.Pix[y*dst.Stride:][:4*w]
-			for x, a := range m {
-				switch a {
-				case 0: // dst is already transparent black
-				case 255:
-					copy(d[4*x:4*x+4], s[4*x:4*x+4])
-				default:
-					p, q, k := s[4*x:4*x+4], d[4*x:4*x+4], uint32(a)
-					q[0], q[1], q[2], q[3] = div255(uint32(p[0])*k), div255(uint32(p[1])*k), div255(uint32(p[2])*k), div255(uint32(p[3])*k)
-				}
-			}
+			cutoutRow(dst.Pix[y*dst.Stride:][:4*w], img, mask, y)
 		}
 	})
 	return dst, nil
+}
+
+// PutAlpha is rembg's putalpha_cutout, img.putalpha(mask): the image's
+// colours unchanged, the mask as alpha. The result is a new image.
+func PutAlpha(img *image.NRGBA, mask *image.Gray) (*image.NRGBA, error) {
+	w, h := img.Rect.Dx(), img.Rect.Dy()
+	if mask.Rect.Dx() != w || mask.Rect.Dy() != h {
+		return nil, fmt.Errorf("%w: PutAlpha: image %dx%d, mask %dx%d", ErrSize, w, h, mask.Rect.Dx(), mask.Rect.Dy())
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
+	for y := 0; y < h; y++ {
+		d := dst.Pix[y*dst.Stride:][:4*w]
+		copy(d, img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w])
+		for x, a := range mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w] {
+			d[4*x+3] = a
+		}
+	}
+	return dst, nil
+}
+
+// cutoutRow writes row y of Cutout(img, mask) into d, which must be zero
+// or hold the row already; img and mask have the same size.
+func cutoutRow(d []byte, img *image.NRGBA, mask *image.Gray, y int) {
+	w := len(d) / 4
+	s := img.Pix[img.PixOffset(img.Rect.Min.X, img.Rect.Min.Y+y):][:4*w]
+	m := mask.Pix[mask.PixOffset(mask.Rect.Min.X, mask.Rect.Min.Y+y):][:w]
+	for x, a := range m {
+		q := d[4*x : 4*x+4 : 4*x+4]
+		switch a {
+		case 0:
+			q[0], q[1], q[2], q[3] = 0, 0, 0, 0
+		case 255:
+			copy(q, s[4*x:4*x+4])
+		default:
+			p, k := s[4*x:4*x+4:4*x+4], uint32(a)
+			q[0], q[1], q[2], q[3] = div255(uint32(p[0])*k), div255(uint32(p[1])*k), div255(uint32(p[2])*k), div255(uint32(p[3])*k)
+		}
+	}
+}
+
+// EncodeCutoutPNG writes Cutout(img, mask) as PNG without building the
+// cutout image: each band of rows is composited as it is filtered, which
+// saves a pass over the image and its memory.
+func EncodeCutoutPNG(w io.Writer, img *image.NRGBA, mask *image.Gray) error {
+	iw, ih := img.Rect.Dx(), img.Rect.Dy()
+	if mask.Rect.Dx() != iw || mask.Rect.Dy() != ih {
+		return fmt.Errorf("%w: EncodeCutoutPNG: image %dx%d, mask %dx%d", ErrSize, iw, ih, mask.Rect.Dx(), mask.Rect.Dy())
+	}
+	return encodeRowsPNG(w, iw, ih, 4, func(dst []byte, y int) { cutoutRow(dst, img, mask, y) })
 }
 
 // ApplyBackgroundColor is rembg's apply_background_color:
@@ -129,4 +167,46 @@ func CropToSubject(img *image.NRGBA) *image.NRGBA {
 		return img
 	}
 	return img.SubImage(r).(*image.NRGBA)
+}
+
+// StackVertically is rembg's get_concat_v_multi, which joins the results of
+// a model that returns several masks (u2net_cloth_seg): the images one
+// below the other on an RGBA canvas as wide as the first, grey masks
+// becoming opaque grey. A single image is returned as it is (rembg saves
+// a lone mask as a greyscale PNG).
+func StackVertically(parts []image.Image) image.Image {
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	w, h := 0, 0
+	for i, p := range parts {
+		if i == 0 {
+			w = p.Bounds().Dx()
+		}
+		h += p.Bounds().Dy()
+	}
+	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
+	y0 := 0
+	for _, p := range parts {
+		b := p.Bounds()
+		for y := range b.Dy() {
+			d := dst.Pix[(y0+y)*dst.Stride:][:4*w]
+			switch p := p.(type) {
+			case *image.NRGBA:
+				copy(d, p.Pix[p.PixOffset(b.Min.X, b.Min.Y+y):][:4*min(w, b.Dx())])
+			case *image.Gray:
+				row := p.Pix[p.PixOffset(b.Min.X, b.Min.Y+y):][:min(w, b.Dx())]
+				for x, v := range row {
+					d[4*x], d[4*x+1], d[4*x+2], d[4*x+3] = v, v, v, 255
+				}
+			default:
+				for x := range min(w, b.Dx()) {
+					c := color.NRGBAModel.Convert(p.At(b.Min.X+x, b.Min.Y+y)).(color.NRGBA)
+					d[4*x], d[4*x+1], d[4*x+2], d[4*x+3] = c.R, c.G, c.B, c.A
+				}
+			}
+		}
+		y0 += b.Dy()
+	}
+	return dst
 }

@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"io"
 	"testing"
 
 	"github.com/imgserve/imgserve/internal/testfiles"
@@ -162,5 +163,34 @@ func TestCutoutMatchesRembgOutput(t *testing.T) {
 		if !ok || r.Empty() {
 			t.Errorf("%s: no subject bounds", name)
 		}
+	}
+}
+
+// TestEncodeCutoutPNG: the fused writer gives the pixels of Cutout.
+func TestEncodeCutoutPNG(t *testing.T) {
+	for _, size := range [][2]int{{1, 1}, {37, 5}, {900, 700}} {
+		img := synthNRGBA(size[0], size[1])
+		mask := image.NewGray(img.Rect)
+		for i := range mask.Pix {
+			mask.Pix[i] = byte(i * 7 % 300) // 0, 255 and everything between
+		}
+		want, err := Cutout(img, mask)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		if err := EncodeCutoutPNG(&b, img, mask); err != nil {
+			t.Fatal(err)
+		}
+		got, err := png.Decode(&b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g, ok := got.(*image.NRGBA); !ok || !bytes.Equal(g.Pix, want.Pix) {
+			t.Errorf("%v: fused cutout PNG differs from Cutout", size)
+		}
+	}
+	if err := EncodeCutoutPNG(io.Discard, synthNRGBA(4, 4), image.NewGray(image.Rect(0, 0, 4, 3))); !errors.Is(err, ErrSize) {
+		t.Errorf("mismatched mask: %v, want ErrSize", err)
 	}
 }

@@ -133,6 +133,22 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Info, error) {
 	if err != nil {
 		return nil, Info{}, err
 	}
+	var (
+		img    *image.NRGBA
+		native = errNativeUnsupported
+	)
+	switch info.Format {
+	case FormatJPEG:
+		img, native = decodeJPEGNative(data, 1, w, h)
+	case FormatPNG:
+		img, info.HasAlpha, native = decodePNGNative(data, w, h)
+	}
+	if native == nil {
+		return applyOrientation(img, info.Orientation), info, nil
+	}
+	if !errors.Is(native, errNativeUnsupported) {
+		return nil, Info{}, native
+	}
 	src, err := decodePixels(info.Format, data)
 	if err != nil {
 		return nil, Info{}, classify(info.Format, err)
@@ -148,8 +164,7 @@ func Decode(data []byte, lim Limits) (*image.NRGBA, Info, error) {
 		return nil, Info{}, fmt.Errorf("%w: %s: decoded %dx%d, header said %dx%d",
 			ErrCorrupt, info.Format, b.Dx(), b.Dy(), w, h)
 	}
-	img, alpha := toNRGBA(src, info.Format == FormatWebP)
-	info.HasAlpha = alpha
+	img, info.HasAlpha = toNRGBA(src, info.Format == FormatWebP)
 	return applyOrientation(img, info.Orientation), info, nil
 }
 
@@ -174,6 +189,18 @@ func decodeHeader(f Format, data []byte) (cfg image.Config, err error) {
 	}
 	return image.Config{}, ErrUnsupportedFormat
 }
+
+// NativeJPEG reports whether JPEG decodes with libjpeg-turbo (a build with
+// -tags libjpeg) rather than the pure-Go fallback.
+func NativeJPEG() bool { return nativeJPEG }
+
+// Decoders names the JPEG and PNG decoders this binary was built with, for
+// the start-up log.
+func Decoders() string { return "jpeg: " + JPEGDecoder() + "; png: " + pngDecoderName() }
+
+// errNativeUnsupported: the native decoder leaves this file (a CMYK JPEG,
+// or any JPEG in a build without libjpeg-turbo) to the Go decoder.
+var errNativeUnsupported = errors.New("not handled by the native decoder")
 
 // decodePixels recovers from panics because the third-party decoders are
 // the one place where hostile bytes meet code we do not own; a panic there

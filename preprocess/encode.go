@@ -1,10 +1,8 @@
 package preprocess
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
-	"hash/adler32"
 	"hash/crc32"
 	"image"
 	"image/jpeg"
@@ -12,9 +10,6 @@ import (
 	"io"
 	"runtime"
 	"sync"
-
-	"github.com/klauspost/compress/flate"
-	"github.com/klauspost/compress/zlib"
 )
 
 // Outputs carry no metadata: the PNG writer below emits only IHDR, IDAT
@@ -29,31 +24,12 @@ const DefaultJPEGQuality = 90
 
 // PNG encoding is the largest post-processing cost, so *image.NRGBA and
 // *image.Gray get a dedicated writer instead of image/png, which spends
-// over half its time trying all five row filters on every row. On rembg's
-// real cloth-1 cutout (739x1134; BenchmarkEncodePNGCloth):
-//
-//	image/png, default level   64 ms  417 KB
-//	image/png, BestSpeed       37 ms  449 KB
-//	this writer                10 ms  444 KB
-//
-// The Up filter alone is the best single filter on both photos and cutouts
-// (whose transparent areas are zero rows): as small as image/png's
-// per-row choice at BestSpeed. klauspost/compress (already in the module
-// graph through fasthttp) deflates a third faster than compress/flate at
-// equal size; level 2 is as fast as its level 1 here and slightly smaller.
-const pngZlibLevel = 2
-
-type pngState struct {
-	zw   *zlib.Writer
-	idat idatWriter
-	row  []byte
-}
-
-var pngStates = sync.Pool{New: func() any {
-	s := &pngState{idat: idatWriter{buf: make([]byte, 0, 64<<10)}}
-	s.zw, _ = zlib.NewWriterLevel(&s.idat, pngZlibLevel)
-	return s
-}}
+// over half its time trying all five row filters on every row and
+// searching for matches. Every row takes the Up filter, the best single
+// filter on both photos and cutouts (whose transparent areas become zero
+// rows); the deflate stream is pngdeflate.go's: literals under a Huffman
+// code plus zero runs, in bands of rows that the cores code at once.
+// bench/README.md has the numbers against image/png and zlib's levels.
 
 // EncodePNG writes img as PNG. *image.NRGBA is written as 8-bit RGBA (as
 // rembg always does, even when opaque) and *image.Gray as 8-bit grey, for
@@ -70,18 +46,15 @@ func EncodePNG(w io.Writer, img image.Image) error {
 }
 
 func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
+	return encodeRowsPNG(w, width, height, bpp, func(dst []byte, y int) { copy(dst, pix[y*stride:]) })
+}
+
+// encodeRowsPNG writes a PNG whose row y (width*bpp bytes) row writes into
+// dst. row is called from several goroutines at once, for different rows.
+func encodeRowsPNG(w io.Writer, width, height, bpp int, row func(dst []byte, y int)) error {
 	if width <= 0 || height <= 0 || int64(width) >= 1<<31 || int64(height) >= 1<<31 {
 		return fmt.Errorf("%w: cannot encode a %dx%d PNG", ErrSize, width, height)
 	}
-	s := pngStates.Get().(*pngState)
-	defer func() {
-		s.idat.w = nil // do not keep the caller's writer alive in the pool
-		pngStates.Put(s)
-	}()
-	s.idat.w, s.idat.err = w, nil
-	s.idat.buf = s.idat.buf[:0]
-	s.zw.Reset(&s.idat)
-
 	var hdr [8 + 25]byte
 	copy(hdr[:], "\x89PNG\r\n\x1a\n")
 	ihdr := hdr[8+8 : 8+8+13]
@@ -96,28 +69,12 @@ func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
 	if _, err := w.Write(hdr[:]); err != nil {
 		return err
 	}
-
+	idat := idatWriter{w: w, buf: make([]byte, 0, 64<<10)}
 	n := width * bpp
-	if bands := pngBandCount(n, height); bands > 1 {
-		if err := deflateBands(&s.idat, pix, stride, n, height, bands); err != nil {
-			return err
-		}
-	} else {
-		if cap(s.row) < 1+n {
-			s.row = make([]byte, 1+n)
-		}
-		row := s.row[:1+n]
-		for y := 0; y < height; y++ {
-			upRow(row, pix, stride, y)
-			if _, err := s.zw.Write(row); err != nil {
-				return err
-			}
-		}
-		if err := s.zw.Close(); err != nil {
-			return err
-		}
+	if err := deflateBands(&idat, row, n, height, pngBandCount(n, height)); err != nil {
+		return err
 	}
-	if err := s.idat.flush(); err != nil {
+	if err := idat.flush(); err != nil {
 		return err
 	}
 	var end [12]byte
@@ -126,100 +83,114 @@ func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
 	return err
 }
 
-// upRow writes row y of pix (len(row)-1 bytes of it) into row with PNG's
-// Up filter: the filter type, then each byte minus the one above it.
-func upRow(row, pix []byte, stride, y int) {
-	row[0] = 2 // filter type Up
-	out := row[1:]
-	cur := pix[y*stride:][:len(out)]
-	if y == 0 {
+// upFilter writes cur into out (the filter type, then len(cur) bytes)
+// with PNG's Up filter: each byte minus the one above it in prev (nil for
+// the first row).
+func upFilter(out, cur, prev []byte) {
+	out[0] = 2 // filter type Up
+	out = out[1:][:len(cur)]
+	if prev == nil {
 		copy(out, cur)
 		return
 	}
-	prev := pix[(y-1)*stride:][:len(out)]
-	for i, v := range cur {
-		out[i] = v - prev[i]
+	prev = prev[:len(cur)]
+	// Eight bytes at a time, subtracting within each byte lane: the high
+	// bits are set in cur and cleared in prev so no borrow crosses lanes,
+	// then the true high bit of each difference is put back.
+	const hi, lo = 0x8080808080808080, 0x7f7f7f7f7f7f7f7f
+	i := 0
+	for ; i+8 <= len(out); i += 8 {
+		a, b := binary.LittleEndian.Uint64(cur[i:]), binary.LittleEndian.Uint64(prev[i:])
+		binary.LittleEndian.PutUint64(out[i:], ((a|hi)-(b&lo))^((a^^b)&hi))
+	}
+	for ; i < len(out); i++ {
+		out[i] = cur[i] - prev[i]
 	}
 }
 
 // Large images deflate in bands of rows, one per core, as pigz does: each
-// band is an independent raw deflate stream ending on a byte boundary (a
-// sync flush; the last band's ends the stream), so their concatenation is
-// one valid stream, and the bands' Adler-32 checksums combine into the
-// zlib trailer. Matches cannot reach across a band boundary, which costs a
-// fraction of a percent in size on a 1 MP image. Below pngBandMinBytes
-// of filtered data, a band's set-up costs more than it saves.
-const pngBandMinBytes = 1 << 20
+// band is an independent run of deflate blocks ending on a byte boundary
+// (a sync flush; the last band's ends the stream), so their concatenation
+// is one valid stream, and the bands' Adler-32 checksums combine into the
+// zlib trailer. Below pngBandMinBytes of filtered data, a band's set-up
+// costs more than it saves.
+const pngBandMinBytes = 256 << 10
 
 func pngBandCount(n, height int) int {
-	return min(runtime.GOMAXPROCS(0), height, (1+n)*height/pngBandMinBytes)
+	return max(1, min(runtime.GOMAXPROCS(0), height, (1+n)*height/pngBandMinBytes))
 }
 
 type pngBand struct {
-	buf bytes.Buffer
-	fw  *flate.Writer
-	row []byte
-	sum uint32 // Adler-32 of the band's filtered bytes
-	err error
+	rows     [2][]byte // the current and the previous unfiltered row
+	filtered []byte    // the band's rows after the Up filter
+	out      []byte    // its deflate blocks
+	sum      uint32    // Adler-32 of filtered
+	runs     []zeroRun
 }
 
-var pngBands = sync.Pool{New: func() any {
-	b := &pngBand{}
-	b.fw, _ = flate.NewWriter(&b.buf, pngZlibLevel)
-	return b
-}}
+var pngBands sync.Pool
 
-func (b *pngBand) deflate(pix []byte, stride, n, lo, hi int, last bool) {
-	b.buf.Reset()
-	b.fw.Reset(&b.buf)
-	if cap(b.row) < 1+n {
-		b.row = make([]byte, 1+n)
+func (b *pngBand) deflate(row func([]byte, int), n, lo, hi int, last bool) {
+	size := (hi - lo) * (1 + n)
+	if cap(b.filtered) < size {
+		b.filtered = make([]byte, size)
 	}
-	row := b.row[:1+n]
-	sum := adler32.New()
-	for y := lo; y < hi && b.err == nil; y++ {
-		upRow(row, pix, stride, y)
-		sum.Write(row)
-		_, b.err = b.fw.Write(row)
-	}
-	if b.err == nil {
-		if last {
-			b.err = b.fw.Close()
-		} else {
-			b.err = b.fw.Flush()
+	for i := range b.rows {
+		if cap(b.rows[i]) < n {
+			b.rows[i] = make([]byte, n)
 		}
+		b.rows[i] = b.rows[i][:n]
 	}
-	b.sum = sum.Sum32()
+	f := b.filtered[:size]
+	cur, prev := b.rows[0], b.rows[1]
+	if lo > 0 {
+		row(prev, lo-1)
+	}
+	for y := lo; y < hi; y++ {
+		row(cur, y)
+		above := prev
+		if y == 0 {
+			above = nil
+		}
+		upFilter(f[(y-lo)*(1+n):][:1+n], cur, above)
+		cur, prev = prev, cur
+	}
+	b.out, b.sum, b.runs = deflateFast(b.out[:0], f, last, b.runs)
 }
 
 // deflateBands writes the zlib stream of the filtered rows to w.
-func deflateBands(w io.Writer, pix []byte, stride, n, height, bands int) error {
+func deflateBands(w io.Writer, row func([]byte, int), n, height, bands int) error {
 	parts := make([]*pngBand, bands)
 	var wg sync.WaitGroup
 	for i := range parts {
-		parts[i] = pngBands.Get().(*pngBand)
+		p, _ := pngBands.Get().(*pngBand)
+		if p == nil {
+			p = &pngBand{}
+		}
+		parts[i] = p
 		lo, hi := height*i/bands, height*(i+1)/bands
-		wg.Go(func() { parts[i].deflate(pix, stride, n, lo, hi, i == bands-1) })
+		if i == bands-1 {
+			p.deflate(row, n, lo, hi, true) // on this goroutine
+			continue
+		}
+		wg.Go(func() { p.deflate(row, n, lo, hi, false) })
 	}
 	wg.Wait()
 	defer func() {
 		for _, p := range parts {
-			if p.buf.Cap() <= 4<<20 { // do not pin a huge image's output
+			if cap(p.filtered) <= 8<<20 { // do not pin a huge image's buffers
 				pngBands.Put(p)
 			}
 		}
 	}()
-	// CMF 0x78: deflate, 32 KiB window; FLG 0x5e: "fast" level, no
-	// dictionary, and 0x785e is a multiple of 31 as RFC 1950 requires.
-	if _, err := w.Write([]byte{0x78, 0x5e}); err != nil {
+	// CMF 0x78: deflate, 32 KiB window; FLG 0x01: fastest level, no
+	// dictionary, and 0x7801 is a multiple of 31 as RFC 1950 requires.
+	if _, err := w.Write([]byte{0x78, 0x01}); err != nil {
 		return err
 	}
 	var sum uint32 = 1
 	for i, p := range parts {
-		if p.err != nil {
-			return p.err
-		}
-		if _, err := w.Write(p.buf.Bytes()); err != nil {
+		if _, err := w.Write(p.out); err != nil {
 			return err
 		}
 		lo, hi := height*i/bands, height*(i+1)/bands

@@ -45,6 +45,18 @@ func MaskFromPrediction(pred []float32, w, h, outW, outH int) (*image.Gray, erro
 	return ResizeGray(m, outW, outH, Lanczos3), nil
 }
 
+// Sigmoid is rembg's BiRefNet sigmoid, 1 / (1 + exp(-x)), on float32 as
+// numpy computes it (the exponential is rounded to float32 first). It
+// returns a new slice.
+func Sigmoid(x []float32) []float32 {
+	out := make([]float32, len(x))
+	for i, v := range x {
+		e := float32(math.Exp(float64(-v)))
+		out[i] = 1 / (1 + e)
+	}
+	return out
+}
+
 // PostProcessMask is rembg's post_process (bg.py), used when the request
 // asks for post_process_mask:
 //

@@ -24,6 +24,8 @@ var (
 	NormRembg = Norm{DivideByMax: true, Mean: [3]float64{0.485, 0.456, 0.406}, Std: [3]float64{0.229, 0.224, 0.225}}
 	// NormRembgISNet is rembg's isnet-general-use session: std 1.
 	NormRembgISNet = Norm{DivideByMax: true, Mean: [3]float64{0.485, 0.456, 0.406}, Std: [3]float64{1, 1, 1}}
+	// NormRembgBEN is rembg's BEN session: mean 0.5, std 1.
+	NormRembgBEN = Norm{DivideByMax: true, Mean: [3]float64{0.5, 0.5, 0.5}, Std: [3]float64{1, 1, 1}}
 	// NormImageNet is x/255 with ImageNet mean/std (torchvision models).
 	NormImageNet = Norm{Scale: 1.0 / 255, Mean: [3]float64{0.485, 0.456, 0.406}, Std: [3]float64{0.229, 0.224, 0.225}}
 	// NormCLIP is OpenAI CLIP's x/255 with its own mean/std.

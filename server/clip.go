@@ -27,6 +27,7 @@ import (
 //	POST   /v1/tokenize                      (tokenize.go) CLIP ids, for models of the clip tasks
 //	GET    /v1/collections                   every collection with its count and dimension
 //	GET    /v1/collections/{c}               one collection
+//	PUT    /v1/collections/{c}               create one with index parameters
 //	DELETE /v1/collections/{c}
 //	PUT    /v1/collections/{c}/items/{id}    index an image, a text or a vector
 //	DELETE /v1/collections/{c}/items/{id}
@@ -40,6 +41,7 @@ func init() {
 		Feature{Method: "POST", Pattern: "/v1/embeddings", Handle: (*Server).embeddings},
 		Feature{Method: "GET", Pattern: "/v1/collections", Handle: (*Server).listCollections},
 		Feature{Method: "GET", Pattern: "/v1/collections/{c}", Handle: (*Server).getCollection},
+		Feature{Method: "PUT", Pattern: "/v1/collections/{c}", Handle: (*Server).createCollection},
 		Feature{Method: "DELETE", Pattern: "/v1/collections/{c}", Handle: (*Server).deleteCollection},
 		Feature{Method: "PUT", Pattern: "/v1/collections/{c}/items/{id}", Handle: (*Server).putItem},
 		Feature{Method: "DELETE", Pattern: "/v1/collections/{c}/items/{id}", Handle: (*Server).deleteItem},
@@ -73,8 +75,15 @@ func clipError(err error) error {
 		return newError(http.StatusNotFound, "not_found", msg())
 	case errors.Is(err, clip.ErrNotCLIP), errors.Is(err, clip.ErrNoTower),
 		errors.Is(err, index.ErrDimension), errors.Is(err, index.ErrBadK), errors.Is(err, index.ErrBadVector),
-		errors.Is(err, index.ErrBadID), errors.Is(err, index.ErrMetadata), errors.Is(err, index.ErrBadName):
+		errors.Is(err, index.ErrBadID), errors.Is(err, index.ErrMetadata), errors.Is(err, index.ErrBadName),
+		errors.Is(err, index.ErrParams):
 		return newError(http.StatusBadRequest, "bad_request", msg())
+	case errors.Is(err, index.ErrExists):
+		return newError(http.StatusConflict, "conflict", msg())
+	case errors.Is(err, index.ErrLimit):
+		return newError(http.StatusConflict, "limit_reached", msg())
+	case errors.Is(err, index.ErrStorage):
+		return newError(http.StatusServiceUnavailable, "index_unavailable", msg())
 	case errors.Is(err, clip.ErrConfig), errors.Is(err, clip.ErrTokenizer):
 		return newError(http.StatusInternalServerError, "misconfigured", msg())
 	}
@@ -431,6 +440,7 @@ type clipQuery struct {
 	vector   []float32
 	k        int
 	metadata json.RawMessage
+	search   index.SearchOptions
 }
 
 // readClipQuery parses a JSON body {"image" (base64) | "text" | "vector",
@@ -450,6 +460,8 @@ func (s *Server) readClipQuery(ctx *fasthttp.RequestCtx) (*clipQuery, error) {
 			Vector   []float32       `json:"vector"`
 			K        *int            `json:"k"`
 			Metadata json.RawMessage `json:"metadata"`
+			Exact    bool            `json:"exact"`
+			EfSearch int             `json:"ef_search"`
 		}
 		if err := decodeJSON(body, &req, true); err != nil {
 			return nil, err
@@ -469,6 +481,7 @@ func (s *Server) readClipQuery(ctx *fasthttp.RequestCtx) (*clipQuery, error) {
 			}
 		}
 		q.model, q.text, q.vector = req.Model, req.Text, req.Vector
+		q.search = index.SearchOptions{Exact: req.Exact, EfSearch: req.EfSearch}
 		if req.K != nil {
 			q.k = *req.K
 		}
@@ -488,6 +501,16 @@ func (s *Server) readClipQuery(ctx *fasthttp.RequestCtx) (*clipQuery, error) {
 		}
 		if m := u.field("metadata", ""); m != "" {
 			q.metadata = json.RawMessage(m)
+		}
+		if v := u.field("exact", ""); v != "" {
+			if q.search.Exact, err = strconv.ParseBool(v); err != nil {
+				return nil, badRequest("exact must be true or false")
+			}
+		}
+		if v := u.field("ef_search", ""); v != "" {
+			if q.search.EfSearch, err = strconv.Atoi(v); err != nil {
+				return nil, badRequest("ef_search must be an integer")
+			}
 		}
 		t, hasText := u.fields["text"]
 		_, hasImage := u.files["image"]
@@ -536,54 +559,94 @@ func (s *Server) vector(q *clipQuery) ([]float32, error) {
 	return vecs[0], nil
 }
 
-type collectionInfo struct {
-	Name      string `json:"name"`
-	Count     int    `json:"count"`
-	Dimension int    `json:"dimension"`
-}
-
-func (s *Server) collection(name string) (*index.Collection, error) {
-	c, err := s.opts.Index.Get(name)
-	if errors.Is(err, index.ErrNotFound) {
-		return nil, newError(http.StatusNotFound, "not_found",
+// collectionError gives a missing collection a message that says how to
+// make one.
+func collectionError(name string, err error) error {
+	if errors.Is(err, index.ErrNoCollection) {
+		return newError(http.StatusNotFound, "not_found",
 			fmt.Sprintf("no collection %q; PUT an item to create it", name))
 	}
-	return c, clipError(err)
+	return clipError(err)
 }
 
 func (s *Server) listCollections(ctx *fasthttp.RequestCtx, _ routeParams) {
-	list := []collectionInfo{}
-	for _, name := range s.opts.Index.Names() {
-		if c, err := s.opts.Index.Get(name); err == nil {
-			list = append(list, collectionInfo{Name: name, Count: c.Len(), Dimension: c.Dim()})
-		}
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	list, err := s.opts.Index.List(rctx)
+	if err != nil {
+		writeError(ctx, clipError(err))
+		return
+	}
+	if list == nil {
+		list = []index.Info{}
 	}
 	writeJSON(ctx, http.StatusOK, map[string]any{"collections": list})
 }
 
 func (s *Server) getCollection(ctx *fasthttp.RequestCtx, p routeParams) {
-	c, err := s.collection(p.Var("c"))
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	info, err := s.opts.Index.Info(rctx, p.Var("c"))
+	if err != nil {
+		writeError(ctx, collectionError(p.Var("c"), err))
+		return
+	}
+	writeJSON(ctx, http.StatusOK, info)
+}
+
+// createCollection makes an empty collection with chosen index parameters:
+// {"dimension": 512, "index": "hnsw"|"flat", "storage": "float32"|"int8",
+// "m", "ef_construction", "ef_search"}. 201 when created, 200 when it
+// exists with the same settings, 409 when it exists with others.
+func (s *Server) createCollection(ctx *fasthttp.RequestCtx, p routeParams) {
+	name := p.Var("c")
+	if !index.ValidName(name) {
+		writeError(ctx, badRequest("bad collection name %q: use 1 to 64 of A-Z a-z 0-9 _ . -", name))
+		return
+	}
+	body, err := requestBody(ctx, s.opts.MaxBodySize)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	writeJSON(ctx, http.StatusOK, collectionInfo{Name: p.Var("c"), Count: c.Len(), Dimension: c.Dim()})
-}
-
-func (s *Server) deleteCollection(ctx *fasthttp.RequestCtx, p routeParams) {
-	if _, err := s.collection(p.Var("c")); err != nil {
+	var req struct {
+		Dimension int `json:"dimension"`
+		index.Params
+	}
+	if err := decodeJSON(body, &req, true); err != nil {
 		writeError(ctx, err)
 		return
 	}
-	if err := s.opts.Index.Delete(p.Var("c")); err != nil {
+	if req.Dimension == 0 {
+		writeError(ctx, badRequest(`"dimension" is required (512 for CLIP ViT-B/32)`))
+		return
+	}
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	info, created, err := s.opts.Index.Create(rctx, name, req.Dimension, req.Params)
+	if err != nil {
 		writeError(ctx, clipError(err))
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	writeJSON(ctx, code, info)
+}
+
+func (s *Server) deleteCollection(ctx *fasthttp.RequestCtx, p routeParams) {
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	if err := s.opts.Index.Drop(rctx, p.Var("c")); err != nil {
+		writeError(ctx, collectionError(p.Var("c"), err))
 		return
 	}
 	writeJSON(ctx, http.StatusOK, map[string]any{"name": p.Var("c"), "deleted": true})
 }
 
 // putItem indexes an item, creating the collection on first use with the
-// item's dimension (512 for CLIP embeddings).
+// item's dimension (512 for CLIP embeddings) and default parameters.
 func (s *Server) putItem(ctx *fasthttp.RequestCtx, p routeParams) {
 	name, id := p.Var("c"), p.Var("id")
 	if !index.ValidName(name) {
@@ -600,44 +663,38 @@ func (s *Server) putItem(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	// A scratch collection validates the item first (id, vector,
-	// metadata), so a refused first item does not leave an empty collection.
-	scratch, err := index.NewCollection(len(vec))
-	if err == nil {
-		err = scratch.Upsert(id, vec, q.metadata)
-	}
-	var c *index.Collection
-	if err == nil {
-		c, err = s.opts.Index.GetOrCreate(name, len(vec))
-	}
-	if err == nil {
-		err = c.Upsert(id, vec, q.metadata)
-	}
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	info, err := s.opts.Index.Upsert(rctx, name, index.Item{ID: id, Vector: vec, Metadata: q.metadata})
 	if err != nil {
 		writeError(ctx, clipError(err))
 		return
 	}
-	writeJSON(ctx, http.StatusOK, map[string]any{"collection": name, "id": id, "dimension": c.Dim(), "count": c.Len()})
+	writeJSON(ctx, http.StatusOK, map[string]any{"collection": name, "id": id, "dimension": info.Dimension, "count": info.Count})
 }
 
 func (s *Server) deleteItem(ctx *fasthttp.RequestCtx, p routeParams) {
-	c, err := s.collection(p.Var("c"))
-	if err == nil {
-		err = clipError(c.Delete(p.Var("id")))
-	}
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	info, err := s.opts.Index.DeleteItem(rctx, p.Var("c"), p.Var("id"))
 	if err != nil {
-		writeError(ctx, err)
+		writeError(ctx, collectionError(p.Var("c"), err))
 		return
 	}
-	writeJSON(ctx, http.StatusOK, map[string]any{"collection": p.Var("c"), "id": p.Var("id"), "deleted": true, "count": c.Len()})
+	writeJSON(ctx, http.StatusOK, map[string]any{"collection": p.Var("c"), "id": p.Var("id"), "deleted": true, "count": info.Count})
 }
 
 // searchCollection returns the k items nearest the query by cosine
-// similarity, best first (exact search).
+// similarity, best first: through the collection's graph, or with
+// "exact": true by comparing every item.
 func (s *Server) searchCollection(ctx *fasthttp.RequestCtx, p routeParams) {
-	c, err := s.collection(p.Var("c"))
-	if err != nil {
-		writeError(ctx, err)
+	name := p.Var("c")
+	rctx, cancel := s.requestContext(0)
+	defer cancel()
+	// Look the collection up first: a search of a missing one should not
+	// cost an embedding.
+	if _, err := s.opts.Index.Info(rctx, name); err != nil {
+		writeError(ctx, collectionError(name, err))
 		return
 	}
 	q, err := s.readClipQuery(ctx)
@@ -653,10 +710,13 @@ func (s *Server) searchCollection(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	hits, err := c.Search(vec, q.k)
+	hits, err := s.opts.Index.Search(rctx, name, vec, q.k, q.search)
 	if err != nil {
-		writeError(ctx, clipError(err))
+		writeError(ctx, collectionError(name, err))
 		return
 	}
-	writeJSON(ctx, http.StatusOK, map[string]any{"collection": p.Var("c"), "results": hits})
+	if hits == nil {
+		hits = []index.Hit{}
+	}
+	writeJSON(ctx, http.StatusOK, map[string]any{"collection": name, "results": hits})
 }

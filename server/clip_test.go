@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/imgserve/imgserve/index"
 	"github.com/imgserve/imgserve/internal/testmodels"
 	"github.com/imgserve/imgserve/preprocess"
 )
@@ -190,7 +191,13 @@ func nearCopy(t *testing.T, img *image.NRGBA) []byte {
 // three upload forms; a resized, slightly cropped JPEG copy of each finds
 // its original first, through the raw-body, multipart and JSON searches.
 func TestCLIPSearchFindsOriginalFromNearCopy(t *testing.T) {
-	srv := startServer(t, clipConfig, testmodels.Dir())
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) { testSearchFindsOriginal(t, be.open(t)) })
+	}
+}
+
+func testSearchFindsOriginal(t *testing.T, b index.Backend) {
+	srv := startServer(t, clipConfig, testmodels.Dir(), withIndex(b))
 	originals := map[string]*image.NRGBA{}
 	for _, name := range []string{"car-1.jpg", "cloth-1.jpg"} {
 		data := rembgTestdata(t, name)
@@ -280,7 +287,13 @@ func TestCLIPSearchFindsOriginalFromNearCopy(t *testing.T) {
 // does not matter), so a permuted caption finds its item with score 1 and an
 // overlapping query finds the item sharing the most words.
 func TestCLIPTextSearch(t *testing.T) {
-	srv := startServer(t, clipConfig, testmodels.Dir())
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) { testTextSearch(t, be.open(t)) })
+	}
+}
+
+func testTextSearch(t *testing.T, b index.Backend) {
+	srv := startServer(t, clipConfig, testmodels.Dir(), withIndex(b))
 	captions := map[string]string{
 		"car":        "a red sports car parked on a city street",
 		"dog":        "a golden retriever puppy playing in the snow",
@@ -536,7 +549,13 @@ func TestTokenizeDispatchByName(t *testing.T) {
 }
 
 func TestCLIPCollectionsLifecycle(t *testing.T) {
-	srv := startServer(t, clipConfig, testmodels.Dir())
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) { testCollectionsLifecycle(t, be.open(t)) })
+	}
+}
+
+func testCollectionsLifecycle(t *testing.T, b index.Backend) {
+	srv := startServer(t, clipConfig, testmodels.Dir(), withIndex(b))
 	base := srv.URL + "/v1/collections/vecs"
 	vec := func(seed int) []float32 {
 		v := make([]float32, 4)
@@ -575,7 +594,13 @@ func TestCLIPCollectionsLifecycle(t *testing.T) {
 }
 
 func TestCLIPErrors(t *testing.T) {
-	srv := startServer(t, clipConfig, testmodels.Dir())
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) { testCLIPErrors(t, be.open(t)) })
+	}
+}
+
+func testCLIPErrors(t *testing.T, b index.Backend) {
+	srv := startServer(t, clipConfig, testmodels.Dir(), withIndex(b))
 	col := srv.URL + "/v1/collections/c"
 	call(t, "PUT", col+"/items/a", map[string]any{"text": "a cat"}, 200, nil)
 	png := encodePNG(t, generatedImages()["disc"])

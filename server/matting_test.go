@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imgserve/imgserve/internal/testfiles"
+	"github.com/imgserve/imgserve/preprocess"
 )
 
 const mattingConfig = `
@@ -102,9 +103,16 @@ func TestRembgParityAndISNet(t *testing.T) {
 			t.Fatalf("%s: output %v, rembg's %v", name, got.Bounds(), want.Bounds())
 		}
 		iou, mad := maskAgreement(alphaOf(got), wantAlpha)
-		t.Logf("%s u2netp vs rembg: IoU %.4f, mean |Δalpha| %.3f", name, iou, mad)
-		if iou < 0.97 || mad > 2.0 {
-			t.Errorf("%s: IoU %.4f (want ≥ 0.97), mean abs alpha diff %.3f (want ≤ 2.0)", name, iou, mad)
+		t.Logf("%s u2netp vs rembg: IoU %.6f, mean |Δalpha| %.5f", name, iou, mad)
+		// libjpeg-turbo is PIL's own decoder, so only float rounding in
+		// ONNX Runtime and the resize is left; the Go decoder's IDCT differs
+		// by a level or two, which moves a few edge pixels.
+		minIoU, maxMAD := 0.97, 2.0
+		if preprocess.NativeJPEG() {
+			minIoU, maxMAD = 0.9999, 0.01
+		}
+		if iou < minIoU || mad > maxMAD {
+			t.Errorf("%s: IoU %.6f (want ≥ %v), mean abs alpha diff %.5f (want ≤ %v)", name, iou, minIoU, mad, maxMAD)
 		}
 
 		code, body = removeBackground(t, srv.URL+"/v1/remove-background?model=isnet-imgly-small&format=mask", input, "image/jpeg")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -73,6 +74,14 @@ func TestNothingTouchesDiskOrLogs(t *testing.T) {
 	}
 	if code, _, _ := do(t, "POST", srv.URL+"/v1/remove-background?bg_color="+privacyMarker, map[string]string{"Content-Type": "image/png"}, small); code != 400 {
 		t.Fatalf("bad bg_color got %d", code)
+	}
+	// Alpha matting, and rembg's extras and the SAM prompt carrying the marker.
+	body, ct := multipartBody(t, "file", small, map[string]string{"a": "true", "model": "u2netp"})
+	if code, _, resp := do(t, "POST", srv.URL+"/api/remove?extras="+url.QueryEscape(`{"note": "`+privacyMarker+`"}`), map[string]string{"Content-Type": ct}, body); code != 200 {
+		t.Fatalf("/api/remove a=true: %d %s", code, resp)
+	}
+	if code, _, _ := do(t, "POST", srv.URL+"/v1/remove-background?sam_prompt="+privacyMarker, map[string]string{"Content-Type": "image/png"}, small); code != 400 {
+		t.Fatalf("bad sam_prompt got %d", code)
 	}
 	// A KServe request whose tensor bytes spell the marker.
 	if code, _, _ := do(t, "POST", srv.URL+"/v2/models/u2netp/infer", nil, []byte(`{"inputs":[{"name":"input.1","shape":[1],"datatype":"FP32","data":["`+privacyMarker+`"]}]}`)); code != 400 {

@@ -41,10 +41,13 @@ type Options struct {
 	// ImageLimits bound uploaded images, checked from the header before any
 	// pixel is decoded (zero fields take preprocess's defaults: 40 MP).
 	ImageLimits preprocess.Limits
-	// Index holds the collections of /v1/collections; nil starts an empty
-	// one. It lives in memory: nothing reaches the disk unless the caller
-	// snapshots it (index.Store.Snapshot).
-	Index *index.Store
+	// AlphaMatting bounds rembg's alpha matting (zero fields take
+	// matting.DefaultAlphaLimits).
+	AlphaMatting matting.AlphaLimits
+	// Index holds the collections of /v1/collections: an index.Store (in
+	// memory, or durable with index.OpenStore) or PostgreSQL (pgstore).
+	// nil starts an empty in-memory store. The caller closes it.
+	Index index.Backend
 }
 
 // DefaultMaxBodySize is 64 MiB.
@@ -55,6 +58,7 @@ const DefaultMaxBodySize = 64 << 20
 type Server struct {
 	opts     Options
 	matting  *matting.Registry
+	alpha    *matting.AlphaMatter
 	http     *fasthttp.Server
 	grpc     *grpc.Server
 	draining atomic.Bool
@@ -83,7 +87,8 @@ func New(opts Options) *Server {
 	if opts.Index == nil {
 		opts.Index = index.NewStore()
 	}
-	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), streamsStop: make(chan struct{})}
+	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), alpha: matting.NewAlphaMatter(opts.AlphaMatting),
+		streamsStop: make(chan struct{})}
 	s.grpc = s.newGRPCServer()
 	s.http = &fasthttp.Server{
 		Handler:                      s.handle,

@@ -107,10 +107,11 @@ func (u *upload) field(name, def string) string {
 
 // flag reads a boolean parameter as forms send them.
 func (u *upload) flag(name string) (bool, error) {
+	// The spellings rembg's server (pydantic) accepts.
 	switch strings.ToLower(u.field(name, "false")) {
-	case "1", "true", "yes", "on":
+	case "1", "true", "yes", "on", "t", "y":
 		return true, nil
-	case "0", "false", "no", "off":
+	case "0", "false", "no", "off", "f", "n":
 		return false, nil
 	}
 	return false, newError(http.StatusBadRequest, "bad_request", name+" must be true or false")

@@ -139,6 +139,9 @@ func run(c config) error {
 			}
 			fmt.Printf("%-9s %-11d %8d %7d %10.2f %9.1f %9.1f %9.1f %9s %s\n", snd.name, n, len(res.latencies), res.errors, res.throughput,
 				ms(res.percentile(0.50)), ms(res.percentile(0.95)), ms(res.percentile(0.99)), rawRate, ratio)
+			if st := res.stages.String(); st != "" {
+				fmt.Printf("  server stages, mean ms: %s\n", st)
+			}
 			if res.firstErr != nil {
 				fmt.Printf("  first error: %v\n", res.firstErr)
 			}
@@ -151,7 +154,7 @@ func run(c config) error {
 // the client for n concurrent callers and returns the call they share.
 type sender struct {
 	name      string
-	newClient func(n int) (send func(context.Context) error, closeClient func())
+	newClient func(n int) (send func(context.Context) (string, error), closeClient func())
 }
 
 func makeSenders(c config) ([]sender, error) {
@@ -192,23 +195,23 @@ func makeSenders(c config) ([]sender, error) {
 }
 
 func httpSender(name, url string, body []byte, header http.Header) sender {
-	return sender{name: name, newClient: func(n int) (func(context.Context) error, func()) {
+	return sender{name: name, newClient: func(n int) (func(context.Context) (string, error), func()) {
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}}
-		return func(ctx context.Context) error {
+		return func(ctx context.Context) (string, error) {
 			req, _ := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
 			req.Header = header.Clone()
 			resp, err := client.Do(req)
 			if err != nil {
-				return err
+				return "", err
 			}
 			defer resp.Body.Close()
 			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-				return err
+				return "", err
 			}
 			if resp.StatusCode != 200 {
-				return fmt.Errorf("status %d", resp.StatusCode)
+				return "", fmt.Errorf("status %d", resp.StatusCode)
 			}
-			return nil
+			return resp.Header.Get("Server-Timing"), nil
 		}, client.CloseIdleConnections
 	}}
 }
@@ -216,16 +219,16 @@ func httpSender(name, url string, body []byte, header http.Header) sender {
 // grpcSender shares one connection among the callers, as gRPC clients
 // usually do: each call is an HTTP/2 stream on it.
 func grpcSender(addr string, req *pb.ModelInferRequest) sender {
-	return sender{name: "grpc", newClient: func(int) (func(context.Context) error, func()) {
+	return sender{name: "grpc", newClient: func(int) (func(context.Context) (string, error), func()) {
 		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
 		if err != nil {
-			return func(context.Context) error { return err }, func() {}
+			return func(context.Context) (string, error) { return "", err }, func() {}
 		}
 		client := pb.NewGRPCInferenceServiceClient(conn)
-		return func(ctx context.Context) error {
+		return func(ctx context.Context) (string, error) {
 			_, err := client.ModelInfer(ctx, req)
-			return err
+			return "", err
 		}, func() { conn.Close() }
 	}}
 }
@@ -346,6 +349,58 @@ type result struct {
 	errors     int
 	firstErr   error
 	throughput float64
+	stages     serverTiming // summed over the measured requests
+}
+
+// serverTiming sums the server's Server-Timing stages (ms) in the order
+// they first appear.
+type serverTiming struct {
+	names []string
+	sums  map[string]float64
+	n     int
+}
+
+// add parses "decode;dur=1.2, inference;dur=30".
+func (t *serverTiming) add(header string) {
+	if header == "" {
+		return
+	}
+	if t.sums == nil {
+		t.sums = map[string]float64{}
+	}
+	t.n++
+	for _, part := range strings.Split(header, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		dur, ok := strings.CutPrefix(strings.TrimSpace(params), "dur=")
+		v, err := strconv.ParseFloat(dur, 64)
+		if !ok || err != nil {
+			continue
+		}
+		if _, seen := t.sums[name]; !seen {
+			t.names = append(t.names, name)
+		}
+		t.sums[name] += v
+	}
+}
+
+// String gives each stage's mean and the share of everything that is not
+// inference against inference.
+func (t serverTiming) String() string {
+	if t.n == 0 {
+		return ""
+	}
+	var b strings.Builder
+	other := 0.0
+	for _, name := range t.names {
+		fmt.Fprintf(&b, "%s %.1f, ", name, t.sums[name]/float64(t.n))
+		if name != "inference" {
+			other += t.sums[name]
+		}
+	}
+	if inf := t.sums["inference"]; inf > 0 {
+		fmt.Fprintf(&b, "pre+post/inference %.3f", other/inf)
+	}
+	return strings.TrimSuffix(b.String(), ", ")
 }
 
 func (r result) percentile(p float64) time.Duration {
@@ -361,7 +416,7 @@ func (r result) percentile(p float64) time.Duration {
 // the window count, so the rate is completions per second of steady state:
 // neither the ramp-up nor the drain at the end (which at high concurrency
 // lasts a whole queue's worth of latency) is in it.
-func load(c config, n int, send func(context.Context) error, closeClient func()) result {
+func load(c config, n int, send func(context.Context) (string, error), closeClient func()) result {
 	defer closeClient()
 	from := time.Now().Add(c.warmup)
 	to := from.Add(c.duration)
@@ -379,7 +434,7 @@ func load(c config, n int, send func(context.Context) error, closeClient func())
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				start := time.Now()
-				err := send(ctx)
+				timing, err := send(ctx)
 				end := time.Now()
 				if end.Before(from) || ctx.Err() != nil {
 					continue // warm-up, or cut off at the end of the window
@@ -392,6 +447,7 @@ func load(c config, n int, send func(context.Context) error, closeClient func())
 					}
 				} else {
 					res.latencies = append(res.latencies, end.Sub(start))
+					res.stages.add(timing)
 				}
 				mu.Unlock()
 			}

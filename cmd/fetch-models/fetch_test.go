@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/imgserve/imgserve/models/catalog"
 )
 
 // weights is 32000 bytes of noise, so that no two chunks of it are alike.
@@ -374,4 +376,57 @@ items:
 		t.Errorf("exit %d\n%s\n%s", code, out, errOut)
 	}
 	assertMissing(t, e.installed("models/m.onnx"))
+}
+
+// TestManualItemsAreNeverDownloaded: with no checksum published (rembg's
+// SAM exports), nothing could verify a download, so the fetcher sends the
+// user to the upstream URL instead; a file put in place by hand is kept and
+// not copied into the cache.
+func TestManualItemsAreNeverDownloaded(t *testing.T) {
+	srv := newServer(t, map[string][]byte{"/sam.onnx": weights})
+	cat := parseCatalog(t, fmt.Sprintf(`
+items:
+  - {name: sam, kind: model, file: sam.onnx, manual: true, upstream: {url: "%s/sam.onnx"}}
+`, srv.URL))
+	e := newEnv(t, "")
+	code, out, _ := e.run(t, cat)
+	if l := linesAbout(out, "sam"); code != 0 || len(l) != 1 || !strings.Contains(l[0], "publishes no checksum") || !strings.Contains(l[0], srv.URL+"/sam.onnx") {
+		t.Fatalf("exit %d, lines %q", code, l)
+	}
+	if srv.requests("/sam.onnx") != 0 {
+		t.Error("a manual item was downloaded")
+	}
+	os.MkdirAll(filepath.Join(e.home, "models"), 0o755)
+	os.WriteFile(e.installed("models/sam.onnx"), weights, 0o644)
+	code, out, _ = e.run(t, cat)
+	if l := linesAbout(out, "sam"); code != 0 || len(l) != 1 || !strings.Contains(l[0], "present, kept as it is") {
+		t.Fatalf("exit %d, lines %q", code, l)
+	}
+	if _, err := os.Stat(filepath.Join(e.cache, "models", "sam.onnx")); err == nil {
+		t.Error("a file of unknown provenance was copied into the cache")
+	}
+	if _, err := catalog.Parse([]byte(`items: [{name: x, kind: model, file: x.onnx, manual: true, md5: 0123456789abcdef0123456789abcdef, upstream: {url: "https://x"}}]`)); err == nil {
+		t.Error("a manual item with a checksum parsed")
+	}
+}
+
+// TestOptionalItemsOnlyWhenAsked: large optional models are not part of the
+// default fetch, but are fetched when named or with --all.
+func TestOptionalItemsOnlyWhenAsked(t *testing.T) {
+	srv := newServer(t, map[string][]byte{"/big.onnx": weights, "/m.onnx": weights})
+	cat := parseCatalog(t, fmt.Sprintf(`
+items:
+  - {name: m, kind: model, file: m.onnx, sha256: %[1]s, upstream: {url: "%[2]s/m.onnx"}}
+  - {name: big, kind: model, file: big.onnx, sha256: %[1]s, optional: true, upstream: {url: "%[2]s/big.onnx"}}
+`, sha256hex(weights), srv.URL))
+	e := newEnv(t, "")
+	if code, out, _ := e.run(t, cat); code != 0 || len(linesAbout(out, "big")) != 0 || srv.requests("/big.onnx") != 0 {
+		t.Fatalf("default fetch: exit %d, fetched the optional item:\n%s", code, out)
+	}
+	if code, out, _ := e.run(t, cat, "big"); code != 0 || srv.requests("/big.onnx") != 1 {
+		t.Fatalf("named: exit %d, %d requests\n%s", code, srv.requests("/big.onnx"), out)
+	}
+	if code, out, _ := newEnv(t, "").run(t, cat, "--all"); code != 0 || len(linesAbout(out, "big")) != 1 {
+		t.Fatalf("--all: exit %d\n%s", code, out)
+	}
 }

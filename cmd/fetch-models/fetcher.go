@@ -91,7 +91,7 @@ func (f *Fetcher) fetch(ctx context.Context, it catalog.Item) Result {
 	if _, err := os.Stat(target); err == nil {
 		note, err := verify(target, it)
 		if err == nil {
-			if err := os.MkdirAll(filepath.Dir(cached), 0o755); err == nil {
+			if err := os.MkdirAll(filepath.Dir(cached), 0o755); err == nil && !it.Manual {
 				_ = install(target, cached) // best effort: only saves a later download
 			}
 			return Result{Status: OK, Line: fmt.Sprintf("%s: present, %s -> %s", it.Name, note, shown)}
@@ -100,6 +100,13 @@ func (f *Fetcher) fetch(ctx context.Context, it catalog.Item) Result {
 			return fail("%s fails verification and cannot be removed: %v", shown, err)
 		}
 		f.status("%s: %s fails verification (%v); removed it", it.Name, shown, err)
+	}
+
+	// A file nobody publishes a checksum for is the user's to fetch.
+	if it.Manual {
+		return Result{Status: Unavailable, Line: fmt.Sprintf(
+			"%s: not downloaded: its upstream publishes no checksum, so nothing could verify a download; "+
+				"get it from %s yourself and put it at %s", it.Name, it.Upstream.URL, shown)}
 	}
 
 	// 3. The sources, upstream first.

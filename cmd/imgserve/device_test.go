@@ -20,6 +20,7 @@ import (
 	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/caption"
+	"github.com/imgserve/imgserve/models/matting"
 )
 
 // TestMain lets a test run the real main in a child process of this test
@@ -115,13 +116,20 @@ func TestDeviceAutoFallsBackToCPU(t *testing.T) {
 
 // The embedded defaults raise batching on a GPU for every model that
 // batches through the scheduler (the caption decoder's steps are batched by
-// the caption pipeline, which has its own GPU setting).
+// the caption pipeline, which has its own GPU setting; SAM's tensors have
+// no batch dimension).
 func TestDefaultsRaiseBatchingOnGPU(t *testing.T) {
 	cfg, err := models.DefaultConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range cfg.Models {
+		if m.Task == matting.TaskSAM || m.Task == matting.TaskSAMDecoder {
+			if m.GPUBatching != nil {
+				t.Errorf("%s: SAM has no batch dimension, but gpu_batching is set", m.Name)
+			}
+			continue
+		}
 		if m.Task == caption.TaskDecoder {
 			if m.Options["gpu_decode_batch_size"] == "" {
 				t.Errorf("%s: no gpu_decode_batch_size", m.Name)

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -18,10 +17,13 @@ import (
 	"time"
 
 	"github.com/imgserve/imgserve/index"
+	"github.com/imgserve/imgserve/index/pgstore"
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/paths"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/catalog"
+	"github.com/imgserve/imgserve/models/matting"
+	"github.com/imgserve/imgserve/preprocess"
 	"github.com/imgserve/imgserve/server"
 )
 
@@ -61,6 +63,12 @@ type options struct {
 	drainTimeout   time.Duration
 	logFormat      string
 	indexSnapshot  string
+	indexPostgres  string
+	indexLimits    index.Limits
+	indexMemoryMiB int64
+	compactMiB     int64
+	alphaMiB       int
+	alphaQueue     int
 }
 
 func main() {
@@ -87,13 +95,30 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.requestTimeout, "request-timeout", time.Minute, "deadline for one request (504 after)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
-	fs.StringVar(&o.indexSnapshot, "index-snapshot", "", "opt-in: load the search collections (vectors and ids only) from this file at start and save them to it on shutdown; off when empty")
+	fs.StringVar(&o.indexSnapshot, "index-snapshot", "", "opt-in: keep the search collections (vectors, ids and metadata, never images) durable in this snapshot file plus an append-only log beside it (FILE.log.N); off when empty")
+	fs.StringVar(&o.indexPostgres, "index-postgres", "", "keep the search collections in PostgreSQL with pgvector (postgres://user:pass@host/db), shared by every replica; excludes --index-snapshot")
+	fs.IntVar(&o.indexLimits.MaxCollections, "index-max-collections", 1000, "most collections (0: no limit; 409 past it)")
+	fs.IntVar(&o.indexLimits.MaxItems, "index-max-items", 10_000_000, "most items in one collection (0: no limit; 409 past it)")
+	fs.Int64Var(&o.compactMiB, "index-compact-mib", index.CompactBytes>>20, "with --index-snapshot: compact the log into a new snapshot once it reaches this size (and the snapshot's)")
+	fs.Int64Var(&o.indexMemoryMiB, "index-max-memory", 8192, "most MiB of vectors, graphs, ids and metadata held in process (0: no limit; 409 past it)")
+	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB that alpha mattings in flight may use together (413 for one needing more)")
+	fs.IntVar(&o.alphaQueue, "alpha-matting-queue", matting.DefaultAlphaLimits.MaxWaiting, "alpha mattings that may wait for memory (429 beyond)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if o.indexSnapshot != "" && o.indexPostgres != "" {
+		return o, errors.New("--index-snapshot and --index-postgres exclude each other: PostgreSQL is itself durable")
+	}
+	if o.indexLimits.MaxCollections < 0 || o.indexLimits.MaxItems < 0 || o.indexMemoryMiB < 0 {
+		return o, errors.New("index limits must not be negative")
+	}
+	if o.compactMiB < 1 {
+		return o, errors.New("--index-compact-mib must be at least 1")
+	}
+	o.indexLimits.MaxMemory = o.indexMemoryMiB << 20
 	return o, nil
 }
 
@@ -151,21 +176,26 @@ func logStart(log *slog.Logger, asked inference.Device, s inference.Started) {
 	}
 }
 
-// loadIndex opens the opt-in snapshot; without one the collections live in
-// memory only and end with the process.
-func loadIndex(path string, log *slog.Logger) (*index.Store, error) {
-	if path == "" {
-		return index.NewStore(), nil
+// openIndex opens the collections' backend: PostgreSQL, a durable store
+// (snapshot plus log), or by default memory only, which ends with the
+// process.
+func openIndex(o options, log *slog.Logger) (index.Backend, error) {
+	switch {
+	case o.indexPostgres != "":
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return pgstore.Open(ctx, o.indexPostgres, pgstore.Options{Logger: log, Limits: o.indexLimits})
+	case o.indexSnapshot != "":
+		index.CompactBytes = o.compactMiB << 20
+		s, err := index.OpenStore(o.indexSnapshot, o.indexLimits, log)
+		if err != nil {
+			return nil, fmt.Errorf("opening the index: %w", err)
+		}
+		return s, nil
 	}
-	store, err := index.LoadSnapshot(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		log.Info("no index snapshot yet; starting empty", "path", path)
-		return index.NewStore(), nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("loading the index snapshot: %w", err)
-	}
-	return store, nil
+	s := index.NewStore()
+	s.SetLimits(o.indexLimits)
+	return s, nil
 }
 
 func serve(o options, log *slog.Logger) error {
@@ -188,7 +218,7 @@ func serve(o options, log *slog.Logger) error {
 	defer rt.Close()
 	logStart(log, device, started)
 
-	store, err := loadIndex(o.indexSnapshot, log)
+	store, err := openIndex(o, log)
 	if err != nil {
 		return err
 	}
@@ -198,7 +228,7 @@ func serve(o options, log *slog.Logger) error {
 		Runtime:      rt,
 		Observer:     func(model string) inference.Observer { return metrics.Observer(model) },
 		Logger:       log,
-		FetchCommand: catalog.FetchCommand,
+		FetchCommand: catalog.FetchCommandIfListed,
 	})
 	metrics = server.NewMetrics(reg)
 	srv := server.New(server.Options{
@@ -209,6 +239,7 @@ func serve(o options, log *slog.Logger) error {
 		RequestTimeout: o.requestTimeout,
 		Version:        version,
 		Index:          store,
+		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20, MaxWaiting: o.alphaQueue},
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -233,7 +264,7 @@ func serve(o options, log *slog.Logger) error {
 		}()
 	}
 	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(), "grpc_addr", grpcAt,
-		"onnxruntime", rt.Version(), "models_dir", o.modelsDir)
+		"onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders())
 
 	// Models load after the listener is up, so liveness answers at once and
 	// readiness turns 200 when every present model has loaded and warmed up.
@@ -257,11 +288,8 @@ func serve(o options, log *slog.Logger) error {
 	err = srv.Shutdown(ctx)
 	<-loaded
 	reg.Close()
-	if o.indexSnapshot != "" {
-		if serr := store.Snapshot(o.indexSnapshot); serr != nil {
-			return errors.Join(err, fmt.Errorf("saving the index snapshot: %w", serr))
-		}
-		log.Info("index snapshot saved", "path", o.indexSnapshot)
+	if serr := store.Close(); serr != nil {
+		return errors.Join(err, fmt.Errorf("closing the index: %w", serr))
 	}
 	if err != nil {
 		return err

@@ -29,6 +29,9 @@ func TestBadStartsFailClearly(t *testing.T) {
 		{[]string{"--device", "gpu"}, 1, "want cpu, cuda, cuda:N or auto"},
 		{[]string{"--config", "/nonexistent.yaml"}, 1, "no such file"},
 		{[]string{"--ort-lib", "/nonexistent/libonnxruntime.so"}, 1, "scripts/fetch-models.sh onnxruntime"},
+		{[]string{"--index-snapshot", "x.snap", "--index-postgres", "postgres://localhost/x"}, 2, "exclude each other"},
+		{[]string{"--index-max-items", "-1"}, 2, "must not be negative"},
+		{[]string{"--index-compact-mib", "0"}, 2, "at least 1"},
 	}
 	for _, c := range cases {
 		var out bytes.Buffer

@@ -351,6 +351,122 @@ def build_caption_decoder(name, layers, heads, head_size):
     )
 
 
+# --------------------------------------------------------------------------
+# rembg's model set (background removal): tiny graphs with each export's
+# signature. See README.md for the semantics.
+# --------------------------------------------------------------------------
+
+
+def _channel(g, x, c):
+    """x[:, c:c+1] of an NCHW tensor."""
+    return g.op("Slice", [x, g.i64([c]), g.i64([c + 1]), g.i64([1])])
+
+
+def build_salient(name, inp, out, logits, size=1024):
+    """d = 3 * (R - B) of the normalised input, as logits (BiRefNet, which
+    rembg passes through a sigmoid) or already through a sigmoid (the others)."""
+    g = Graph(name.replace(".onnx", ""))
+    x = g.input(inp, F32, [1, 3, size, size])
+    d = g.op("Mul", [g.op("Sub", [_channel(g, x, 0), _channel(g, x, 2)]), g.f32(3.0)])
+    if logits:
+        g.op("Identity", [d], out=out)
+    else:
+        g.op("Sigmoid", [d], out=out)
+    g.output(out, F32, [1, 1, size, size])
+    return g.model("%s = %s3 * (x[:,0] - x[:,2])" % (out, "" if logits else "sigmoid of "))
+
+
+CLOTH_W = [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+CLOTH_B = [0.5, 0.0, 0.0, 0.0]
+
+
+def build_cloth():
+    """Class logits [background 0.5, R, G, B] of the normalised input, as a
+    1x1 convolution; seven outputs like U^2-Net's side outputs (d0 first)."""
+    g = Graph("u2net_cloth_seg_synth")
+    x = g.input("input.1", F32, [1, 3, 768, 768])
+    w = g.f32(np.array(CLOTH_W, np.float32).reshape(4, 3, 1, 1), "w")
+    b = g.f32(np.array(CLOTH_B, np.float32), "b")
+    d0 = g.op("Conv", [x, w, b], out="d0")
+    g.output("d0", F32, [1, 4, 768, 768])
+    for i in range(1, 7):
+        g.op("Mul", [d0, g.f32(1.0 / (i + 1))], out="d%d" % i)
+        g.output("d%d" % i, F32, [1, 4, 768, 768])
+    return g.model("d0 = conv1x1(input.1) with classes [0.5, R, G, B]; d_i = d0 / (i+1)")
+
+
+SAM_RADIUS = 40.0
+NEG = -1e9
+
+
+def build_sam_encoder():
+    """image_embeddings[0, c, :, :] = mean of input channel c % 3, / 255."""
+    g = Graph("sam_encoder_synth")
+    x = g.input("input_image", F32, ["image_height", "image_width", 3])
+    m = g.op("ReduceMean", [x], axes=[0, 1], keepdims=0)  # [3]
+    m = g.op("Mul", [m, g.f32(1.0 / 255.0)])
+    t = g.op("Tile", [m, g.i64([86])])  # [258]
+    t = g.op("Slice", [t, g.i64([0]), g.i64([256]), g.i64([0])])  # [256]
+    t = g.op("Reshape", [t, g.i64([1, 256, 1, 1])])
+    g.op("Expand", [t, g.i64([1, 256, 64, 64])], out="image_embeddings")
+    g.output("image_embeddings", F32, [1, 256, 64, 64])
+    return g.model("image_embeddings[0,c] = mean(input_image[:,:,c%3]) / 255, everywhere")
+
+
+def build_sam_decoder():
+    """A mask from the prompt alone, in orig_im_size pixels: a disc of
+    radius 40 around each point labelled 1, the box of the points labelled
+    2 and 3, minus discs around points labelled 0; everything times
+    sign(max(image_embeddings)), so a black image gives an empty mask."""
+    g = Graph("sam_decoder_synth")
+    emb = g.input("image_embeddings", F32, [1, 256, 64, 64])
+    coords = g.input("point_coords", F32, [1, "num_points", 2])
+    labels = g.input("point_labels", F32, [1, "num_points"])
+    g.input("mask_input", F32, [1, 1, 256, 256])
+    g.input("has_mask_input", F32, [1])
+    size = g.input("orig_im_size", F32, [2])
+    h = g.op("Cast", [g.op("Gather", [size, g.i64(0)], axis=0)], to=I64)
+    w = g.op("Cast", [g.op("Gather", [size, g.i64(1)], axis=0)], to=I64)
+    ys = g.op("Reshape", [g.op("Cast", [g.op("Range", [g.i64(0), h, g.i64(1)])], to=F32), g.i64([1, -1, 1])])
+    xs = g.op("Reshape", [g.op("Cast", [g.op("Range", [g.i64(0), w, g.i64(1)])], to=F32), g.i64([1, 1, -1])])
+    pts = g.op("Squeeze", [coords, g.i64([0])])  # [N,2]
+    px = g.op("Reshape", [g.op("Gather", [pts, g.i64(0)], axis=1), g.i64([-1, 1, 1])])
+    py = g.op("Reshape", [g.op("Gather", [pts, g.i64(1)], axis=1), g.i64([-1, 1, 1])])
+    lab = g.op("Reshape", [labels, g.i64([-1, 1, 1])])
+    dx, dy = g.op("Sub", [xs, px]), g.op("Sub", [ys, py])
+    d2 = g.op("Add", [g.op("Mul", [dx, dx]), g.op("Mul", [dy, dy])])  # [N,H,W]
+    disc = g.op("Sub", [g.f32(SAM_RADIUS * SAM_RADIUS), d2])
+    neg = g.f32(NEG)
+    pos = g.op("ReduceMax", [g.op("Where", [g.op("Equal", [lab, g.f32(1.0)]), disc, neg])], axes=[0], keepdims=0)
+    cut = g.op("ReduceMax", [g.op("Where", [g.op("Equal", [lab, g.f32(0.0)]), disc, neg])], axes=[0], keepdims=0)
+
+    def corner(label):
+        sel = g.op("Cast", [g.op("Equal", [lab, g.f32(label)])], to=F32)  # [N,1,1]
+        cnt = g.op("ReduceSum", [sel, g.i64([0, 1, 2])], keepdims=0)
+        div = g.op("Max", [cnt, g.f32(1.0)])
+        cx = g.op("Div", [g.op("ReduceSum", [g.op("Mul", [px, sel]), g.i64([0, 1, 2])], keepdims=0), div])
+        cy = g.op("Div", [g.op("ReduceSum", [g.op("Mul", [py, sel]), g.i64([0, 1, 2])], keepdims=0), div])
+        return cx, cy, cnt
+
+    x0, y0, n0 = corner(2.0)
+    x1, y1, _ = corner(3.0)
+    xs2 = g.op("Squeeze", [xs, g.i64([0])])  # [1,W]
+    ys2 = g.op("Squeeze", [ys, g.i64([0])])  # [H,1]
+    inside = g.op("Min", [g.op("Sub", [xs2, x0]), g.op("Sub", [x1, xs2]), g.op("Sub", [ys2, y0]), g.op("Sub", [y1, ys2])])
+    box = g.op("Where", [g.op("Greater", [n0, g.f32(0.0)]), inside, neg])
+    logit = g.op("Max", [pos, box])  # [H,W]
+    logit = g.op("Where", [g.op("Greater", [cut, g.f32(0.0)]), g.f32(-1.0), logit])
+    gate = g.op("Sign", [g.op("ReduceMax", [emb], keepdims=0)])
+    logit = g.op("Mul", [logit, gate])
+    g.op("Unsqueeze", [logit, g.i64([0, 1])], out="masks")
+    g.op("Mul", [g.op("ReduceMax", [emb], axes=[1, 2, 3], keepdims=0), g.f32([[0.0]])], out="iou_predictions")
+    g.op("Mul", ["mask_input", g.f32(0.0)], out="low_res_masks")
+    g.output("masks", F32, [1, 1, "height", "width"])
+    g.output("iou_predictions", F32, [1, 1])
+    g.output("low_res_masks", F32, [1, 1, 256, 256])
+    return g.model("synthetic SAM decoder: discs (r=40) at label-1 points, the 2/3 box, minus label-0 discs; see README.md")
+
+
 def all_models():
     return [
         ("affine_f32.onnx", build_affine("affine_f32.onnx", "batch")),
@@ -371,6 +487,13 @@ def all_models():
             "caption_decoder_synth_2layer.onnx",
             build_caption_decoder("caption_decoder_synth_2layer.onnx", 2, 4, 16),
         ),
+        ("birefnet_synth.onnx", build_salient("birefnet_synth.onnx", "input_image", "output_image", True)),
+        ("isnet_anime_synth.onnx", build_salient("isnet_anime_synth.onnx", "img", "mask", False)),
+        ("bria_rmbg_synth.onnx", build_salient("bria_rmbg_synth.onnx", "pixel_values", "alphas", False)),
+        ("ben2_synth.onnx", build_salient("ben2_synth.onnx", "input", "output", False)),
+        ("u2net_cloth_seg_synth.onnx", build_cloth()),
+        ("sam_encoder_synth.onnx", build_sam_encoder()),
+        ("sam_decoder_synth.onnx", build_sam_decoder()),
     ]
 
 
@@ -410,6 +533,28 @@ def run_graph(model, feeds):
             r = np.logical_not(x[0])
         elif op == "Tanh":
             r = np.tanh(x[0])
+        elif op == "Sigmoid":
+            r = (1 / (1 + np.exp(-x[0]))).astype(x[0].dtype)
+        elif op == "Div":
+            r = x[0] / x[1]
+        elif op == "Sign":
+            r = np.sign(x[0])
+        elif op == "Greater":
+            r = x[0] > x[1]
+        elif op == "Max":
+            r = x[0]
+            for v in x[1:]:
+                r = np.maximum(r, v)
+        elif op == "Min":
+            r = x[0]
+            for v in x[1:]:
+                r = np.minimum(r, v)
+        elif op == "ReduceMax":
+            axes = tuple(a["axes"]) if "axes" in a else None
+            r = np.max(x[0], axis=axes, keepdims=bool(a.get("keepdims", 1)))
+        elif op == "Conv":
+            assert x[1].shape[2:] == (1, 1)
+            r = np.einsum("bchw,oc->bohw", x[0], x[1][:, :, 0, 0]) + x[2][None, :, None, None]
         elif op == "Floor":
             r = np.floor(x[0])
         elif op == "Equal":
@@ -620,6 +765,78 @@ def selfcheck(models):
         ("caption_decoder_synth_2layer.onnx", 2, 4, 16),
     ):
         check_decoder(m[name], layers, heads, hs, ehs, imgs)
+
+    check_rembg_models(m, rng)
+
+
+def ref_sam_mask(emb, coords, labels, h, w):
+    """The synthetic SAM decoder's mask, written out pixel by pixel."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    logit = np.full((h, w), NEG, np.float32)
+    cut = np.zeros((h, w), bool)
+    box = [None, None]
+    for (px, py), lab in zip(coords, labels):
+        d = SAM_RADIUS * SAM_RADIUS - ((xs - px) ** 2 + (ys - py) ** 2)
+        if lab == 1:
+            logit = np.maximum(logit, d)
+        elif lab == 0:
+            cut |= d > 0
+        elif lab == 2:
+            box[0] = (px, py)
+        elif lab == 3:
+            box[1] = (px, py)
+    if box[0] is not None:
+        (x0, y0), (x1, y1) = box[0], box[1]
+        inside = np.minimum(np.minimum(xs - x0, x1 - xs), np.minimum(ys - y0, y1 - ys))
+        logit = np.maximum(logit, inside)
+    logit[cut] = -1
+    return logit * np.sign(emb.max())
+
+
+def check_rembg_models(m, rng):
+    x = rng.normal(0, 1, (1, 3, 1024, 1024)).astype(np.float32)
+    d = 3 * (x[:, 0:1] - x[:, 2:3])
+    for name, inp, out, logits in (
+        ("birefnet_synth.onnx", "input_image", "output_image", True),
+        ("isnet_anime_synth.onnx", "img", "mask", False),
+        ("bria_rmbg_synth.onnx", "pixel_values", "alphas", False),
+        ("ben2_synth.onnx", "input", "output", False),
+    ):
+        got = run_graph(m[name], {inp: x})[out]
+        want = d if logits else 1 / (1 + np.exp(-d))
+        check(got.shape == (1, 1, 1024, 1024) and np.allclose(got, want, atol=1e-5), name)
+
+    x = rng.normal(0, 1, (1, 3, 768, 768)).astype(np.float32)
+    out = run_graph(m["u2net_cloth_seg_synth.onnx"], {"input.1": x})
+    want = np.concatenate([np.full((1, 1, 768, 768), 0.5, np.float32), x], axis=1)
+    check(np.allclose(out["d0"], want, atol=1e-5), "cloth d0")
+    check(np.allclose(out["d3"], want / 4, atol=1e-5), "cloth d3")
+
+    img = rng.uniform(0, 255, (684, 1024, 3)).astype(np.float32)
+    emb = run_graph(m["sam_encoder_synth.onnx"], {"input_image": img})["image_embeddings"]
+    means = img.mean(axis=(0, 1)) / 255
+    check(emb.shape == (1, 256, 64, 64) and np.allclose(emb[0, 7, 3, 5], means[7 % 3], atol=1e-5), "sam encoder")
+    for coords, labels in (
+        ([[100, 80], [300, 200], [0, 0]], [1, 1, -1]),
+        ([[50, 60], [400, 300], [200, 150], [0, 0]], [2, 3, 0, -1]),
+        ([[500, 500], [0, 0]], [0, -1]),
+    ):
+        c = np.array([coords], np.float32)
+        lab = np.array([labels], np.float32)
+        feeds = {
+            "image_embeddings": emb,
+            "point_coords": c,
+            "point_labels": lab,
+            "mask_input": np.zeros((1, 1, 256, 256), np.float32),
+            "has_mask_input": np.zeros(1, np.float32),
+            "orig_im_size": np.array([684, 1024], np.float32),
+        }
+        out = run_graph(m["sam_decoder_synth.onnx"], feeds)
+        want = ref_sam_mask(emb, c[0], lab[0], 684, 1024)
+        check(out["masks"].shape == (1, 1, 684, 1024), "sam masks shape")
+        check(np.array_equal(out["masks"][0, 0] > 0, want > 0), "sam decoder %r" % (labels,))
+        feeds["image_embeddings"] = np.zeros_like(emb)
+        check(not (run_graph(m["sam_decoder_synth.onnx"], feeds)["masks"] > 0).any(), "sam: black image, empty mask")
 
 
 def smooth_image(rng, size):

@@ -1,7 +1,8 @@
 // Package testmodels provides small synthetic ONNX models for tests.
 //
 // The models mimic the input/output signatures of the real models imgserve
-// serves (LaMa inpainting, CLIP ViT-B/32, ViT-GPT2 captioning) plus a few
+// serves (LaMa inpainting, CLIP ViT-B/32, ViT-GPT2 captioning, rembg's
+// BiRefNet, isnet-anime, BRIA RMBG, BEN2, u2net_cloth_seg and SAM) plus a few
 // generic models for the KServe protocol and the scheduler, but compute
 // cheap, exactly documented functions so that tests can check results.
 // README.md in this directory lists every model with its exact inputs,
@@ -22,6 +23,7 @@ package testmodels
 import (
 	"embed"
 	"fmt"
+	"image"
 	"io/fs"
 	"path/filepath"
 	"runtime"
@@ -45,6 +47,14 @@ const (
 	CaptionEncoderSynth       = "caption_encoder_synth.onnx"
 	CaptionDecoderSynth       = "caption_decoder_synth.onnx"
 	CaptionDecoderSynth2Layer = "caption_decoder_synth_2layer.onnx"
+	// rembg's model set: signatures of the exports rembg downloads.
+	BiRefNetSynth   = "birefnet_synth.onnx"
+	ISNetAnimeSynth = "isnet_anime_synth.onnx"
+	BriaRMBGSynth   = "bria_rmbg_synth.onnx"
+	BEN2Synth       = "ben2_synth.onnx"
+	ClothSegSynth   = "u2net_cloth_seg_synth.onnx"
+	SAMEncoderSynth = "sam_encoder_synth.onnx"
+	SAMDecoderSynth = "sam_decoder_synth.onnx"
 )
 
 //go:embed *.onnx
@@ -93,4 +103,30 @@ func Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// GarmentImage is a 160x240 image that the synthetic cloth model
+// (ClothSegSynth) segments into all three garment classes: red, green and
+// blue bands (upper body, lower body, full body) 100 pixels wide, on black
+// (background).
+func GarmentImage() *image.NRGBA {
+	img := image.NewNRGBA(image.Rect(0, 0, 160, 240))
+	for y := range 240 {
+		for x := range 160 {
+			p := img.Pix[4*(y*160+x):]
+			p[3] = 255
+			if x < 30 || x >= 130 {
+				continue
+			}
+			switch {
+			case y >= 20 && y < 90:
+				p[0] = 255
+			case y >= 100 && y < 160:
+				p[1] = 255
+			case y >= 170 && y < 230:
+				p[2] = 255
+			}
+		}
+	}
+	return img
 }

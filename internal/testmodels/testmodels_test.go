@@ -145,7 +145,7 @@ func f16ToF32(h uint16) float32 {
 
 func TestBytesAndPath(t *testing.T) {
 	names := Names()
-	if len(names) != 15 {
+	if len(names) != 22 {
 		t.Fatalf("got %d models: %v", len(names), names)
 	}
 	for _, n := range names {
@@ -231,6 +231,22 @@ func TestSignatures(t *testing.T) {
 		CaptionEncoderSynth:       {{{"pixel_values", f32, []int64{-1, 3, 224, 224}}}, {{"last_hidden_state", f32, []int64{-1, 197, 768}}}},
 		CaptionDecoderSynth:       {decIn, decOut},
 		CaptionDecoderSynth2Layer: {dec2In, dec2Out},
+		BiRefNetSynth:             {{{"input_image", f32, []int64{1, 3, 1024, 1024}}}, {{"output_image", f32, []int64{1, 1, 1024, 1024}}}},
+		ISNetAnimeSynth:           {{{"img", f32, []int64{1, 3, 1024, 1024}}}, {{"mask", f32, []int64{1, 1, 1024, 1024}}}},
+		BriaRMBGSynth:             {{{"pixel_values", f32, []int64{1, 3, 1024, 1024}}}, {{"alphas", f32, []int64{1, 1, 1024, 1024}}}},
+		BEN2Synth:                 {{{"input", f32, []int64{1, 3, 1024, 1024}}}, {{"output", f32, []int64{1, 1, 1024, 1024}}}},
+		ClothSegSynth: {{{"input.1", f32, []int64{1, 3, 768, 768}}}, func() (o []sig) {
+			for i := range 7 {
+				o = append(o, sig{fmt.Sprintf("d%d", i), f32, []int64{1, 4, 768, 768}})
+			}
+			return o
+		}()},
+		SAMEncoderSynth: {{{"input_image", f32, []int64{-1, -1, 3}}}, {{"image_embeddings", f32, []int64{1, 256, 64, 64}}}},
+		SAMDecoderSynth: {
+			{{"image_embeddings", f32, []int64{1, 256, 64, 64}}, {"point_coords", f32, []int64{1, -1, 2}}, {"point_labels", f32, []int64{1, -1}},
+				{"mask_input", f32, []int64{1, 1, 256, 256}}, {"has_mask_input", f32, []int64{1}}, {"orig_im_size", f32, []int64{2}}},
+			{{"masks", f32, []int64{1, 1, -1, -1}}, {"iou_predictions", f32, []int64{1, 1}}, {"low_res_masks", f32, []int64{1, 1, 256, 256}}},
+		},
 	}
 	if len(want) != len(Names()) {
 		t.Fatalf("signature table has %d models, package has %d", len(want), len(Names()))
@@ -832,4 +848,101 @@ func TestCaptionDecoder(t *testing.T) {
 
 func TestCaptionDecoder2Layer(t *testing.T) {
 	testDecoder(t, CaptionDecoderSynth2Layer, 2, 4, 16)
+}
+
+// ---------------------------------------------------------------------------
+// rembg's model set
+
+func TestSalientSynth(t *testing.T) {
+	x := make([]float32, 3*1024*1024)
+	rng := rand.New(rand.NewSource(3))
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	for _, m := range []struct {
+		file, in, out string
+		logits        bool
+	}{
+		{BiRefNetSynth, "input_image", "output_image", true},
+		{ISNetAnimeSynth, "img", "mask", false},
+		{BriaRMBGSynth, "pixel_values", "alphas", false},
+		{BEN2Synth, "input", "output", false},
+	} {
+		s := session(t, m.file, []string{m.in}, []string{m.out})
+		out := run(t, s, []ort.Value{tensor(t, x, 1, 3, 1024, 1024)}, make([]ort.Value, 1))
+		checkShape(t, out[0], 1, 1, 1024, 1024)
+		y := data[float32](t, out[0])
+		for _, i := range []int{0, 777, 1024*1024 - 1} {
+			d := 3 * (float64(x[i]) - float64(x[2*1024*1024+i]))
+			if !m.logits {
+				d = 1 / (1 + math.Exp(-d))
+			}
+			if !near(y[i], float32(d), 1e-4) {
+				t.Errorf("%s[%d] = %v, want %v", m.file, i, y[i], d)
+			}
+		}
+	}
+}
+
+func TestClothSegSynth(t *testing.T) {
+	names := []string{"d0", "d1", "d2", "d3", "d4", "d5", "d6"}
+	s := session(t, ClothSegSynth, []string{"input.1"}, names)
+	const plane = 768 * 768
+	x := make([]float32, 3*plane)
+	for i := range x {
+		x[i] = float32(i%97)/10 - 4
+	}
+	out := run(t, s, []ort.Value{tensor(t, x, 1, 3, 768, 768)}, make([]ort.Value, 7))
+	for k := range 7 {
+		checkShape(t, out[k], 1, 4, 768, 768)
+	}
+	d0, d3 := data[float32](t, out[0]), data[float32](t, out[3])
+	for _, i := range []int{0, 5000, plane - 1} {
+		want := []float32{0.5, x[i], x[plane+i], x[2*plane+i]}
+		for c, v := range want {
+			if !near(d0[c*plane+i], v, 1e-5) || !near(d3[c*plane+i], v/4, 1e-5) {
+				t.Errorf("class %d at %d: d0 %v d3 %v, want %v and %v", c, i, d0[c*plane+i], d3[c*plane+i], v, v/4)
+			}
+		}
+	}
+}
+
+func TestSAMSynth(t *testing.T) {
+	enc := session(t, SAMEncoderSynth, []string{"input_image"}, []string{"image_embeddings"})
+	img := make([]float32, 684*1024*3)
+	for i := range img {
+		img[i] = float32(i % 3 * 60) // channel means 0, 60, 120
+	}
+	e := run(t, enc, []ort.Value{tensor(t, img, 684, 1024, 3)}, make([]ort.Value, 1))
+	checkShape(t, e[0], 1, 256, 64, 64)
+	emb := data[float32](t, e[0])
+	if !near(emb[5*64*64], 120.0/255, 1e-5) || !near(emb[0], 0, 1e-6) {
+		t.Fatalf("embeddings: channel 5 %v, channel 0 %v; want 120/255 and 0", emb[5*64*64], emb[0])
+	}
+	dec := session(t, SAMDecoderSynth,
+		[]string{"image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size"},
+		[]string{"masks", "iou_predictions", "low_res_masks"})
+	decode := func(coords, labels []float32, emb []float32) []float32 {
+		n := int64(len(labels))
+		out := run(t, dec, []ort.Value{
+			tensor(t, emb, 1, 256, 64, 64), tensor(t, coords, 1, n, 2), tensor(t, labels, 1, n),
+			tensor(t, make([]float32, 256*256), 1, 1, 256, 256), tensor(t, []float32{0}, 1), tensor(t, []float32{100, 200}, 2),
+		}, make([]ort.Value, 3))
+		checkShape(t, out[0], 1, 1, 100, 200)
+		return data[float32](t, out[0])
+	}
+	m := decode([]float32{50, 40, 0, 0}, []float32{1, -1}, emb)
+	if !(m[40*200+50] > 0 && m[40*200+89] > 0 && m[40*200+91] <= 0 && m[0] <= 0) {
+		t.Errorf("point (50,40): mask at centre %v, 39 right %v, 41 right %v, corner %v", m[40*200+50], m[40*200+89], m[40*200+91], m[0])
+	}
+	m = decode([]float32{10, 20, 100, 90, 80, 80, 0, 0}, []float32{2, 3, 0, -1}, emb)
+	if !(m[30*200+20] > 0 && m[50*200+120] <= 0 && m[80*200+80] <= 0) {
+		t.Errorf("box (10,20)-(100,90) minus disc at (80,80): inside %v, outside %v, cut %v", m[30*200+20], m[50*200+120], m[80*200+80])
+	}
+	m = decode([]float32{50, 40, 0, 0}, []float32{1, -1}, make([]float32, 256*64*64))
+	for i, v := range m {
+		if v > 0 {
+			t.Fatalf("zero embeddings: mask positive at %d", i)
+		}
+	}
 }

@@ -48,8 +48,8 @@ type Catalog struct {
 	Items []Item `yaml:"items"`
 }
 
-// Item is one installable file. At least one of SHA256, MD5 and Bytes is set,
-// and at least one of Upstream and NPM.
+// Item is one installable file. At least one of SHA256, MD5 and Bytes is set
+// (unless Manual), and at least one of Upstream and NPM.
 type Item struct {
 	Name     string    `yaml:"name"`
 	Kind     Kind      `yaml:"kind"`
@@ -60,6 +60,13 @@ type Item struct {
 	Upstream *Upstream `yaml:"upstream,omitempty"`
 	NPM      *NPM      `yaml:"npm,omitempty"`
 	License  string    `yaml:"license,omitempty"`
+	// Optional items are fetched only when named: large models most
+	// deployments do not serve.
+	Optional bool `yaml:"optional,omitempty"`
+	// Manual items have no published checksum, so nothing could verify a
+	// download: the fetcher never downloads them and says where users get
+	// the file themselves. They name their upstream and no checksum.
+	Manual bool `yaml:"manual,omitempty"`
 }
 
 // Upstream is the original download. When Path is set, URL is a .tgz/.tar.gz
@@ -131,6 +138,29 @@ func (c *Catalog) Item(name string) (Item, bool) {
 	return Item{}, false
 }
 
+// Defaults lists the items fetched when none is named: what a CPU host
+// needs, all but the optional items and the CUDA build.
+func (c *Catalog) Defaults() []string {
+	var names []string
+	for _, it := range c.Items {
+		if !it.Optional && !it.GPU() {
+			names = append(names, it.Name)
+		}
+	}
+	return names
+}
+
+// Optional lists the optional items, fetched only when named or with --all.
+func (c *Catalog) Optional() []string {
+	var names []string
+	for _, it := range c.Items {
+		if it.Optional {
+			names = append(names, it.Name)
+		}
+	}
+	return names
+}
+
 // Names lists the item names in catalog order.
 func (c *Catalog) Names() []string {
 	names := make([]string, len(c.Items))
@@ -155,6 +185,19 @@ func (c *Catalog) Select(gpu bool) []string {
 // FetchCommand is the command that fetches the named item, for messages such
 // as "model u2netp unavailable: run scripts/fetch-models.sh u2netp".
 func FetchCommand(name string) string { return Script + " " + name }
+
+// FetchCommandIfListed is FetchCommand for the items of the embedded
+// catalog, and "" for any other name: nothing can fetch those.
+func FetchCommandIfListed(name string) string {
+	c, err := Load()
+	if err != nil {
+		return FetchCommand(name)
+	}
+	if _, ok := c.Item(name); !ok {
+		return ""
+	}
+	return FetchCommand(name)
+}
 
 var (
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
@@ -200,8 +243,10 @@ func (it Item) validate() error {
 		return errors.New("md5 must be 32 lowercase hex digits")
 	case it.Bytes < 0:
 		return errors.New("bytes must not be negative")
-	case it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0:
-		return errors.New("needs sha256, md5 or bytes: nothing could be verified")
+	case it.Manual && (it.SHA256 != "" || it.MD5 != "" || it.Bytes != 0 || it.Upstream == nil || it.NPM != nil):
+		return errors.New("a manual item has an upstream only, and no checksum or size")
+	case !it.Manual && it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0:
+		return errors.New("needs sha256, md5 or bytes: nothing could be verified (or manual: true)")
 	case it.Upstream == nil && it.NPM == nil:
 		return errors.New("needs an upstream or an npm source")
 	}

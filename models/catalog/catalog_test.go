@@ -29,6 +29,20 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 		"clip-text-int8":            "models/clip-vit-b32-text-int8.onnx",
 		"caption-encoder-int8":      "models/vit-gpt2-encoder-int8.onnx",
 		"caption-decoder-int8":      "models/vit-gpt2-decoder-merged-int8.onnx",
+		// rembg's model set (issue 18)
+		"birefnet-general":      "models/birefnet-general.onnx",
+		"birefnet-general-lite": "models/birefnet-general-lite.onnx",
+		"birefnet-portrait":     "models/birefnet-portrait.onnx",
+		"birefnet-dis":          "models/birefnet-dis.onnx",
+		"birefnet-hrsod":        "models/birefnet-hrsod.onnx",
+		"birefnet-cod":          "models/birefnet-cod.onnx",
+		"birefnet-massive":      "models/birefnet-massive.onnx",
+		"isnet-anime":           "models/isnet-anime.onnx",
+		"u2net_cloth_seg":       "models/u2net_cloth_seg.onnx",
+		"bria-rmbg":             "models/bria-rmbg.onnx",
+		"ben2-base":             "models/ben2-base.onnx",
+		"sam-encoder":           "models/sam_vit_b_01ec64.encoder.onnx",
+		"sam-decoder":           "models/sam_vit_b_01ec64.decoder.onnx",
 	}
 	if len(c.Items) != len(want) {
 		t.Errorf("catalog has %d items, want %d: %v", len(c.Items), len(want), c.Names())
@@ -42,7 +56,7 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 		if it.RelPath() != rel {
 			t.Errorf("%s installs to %q, want %q", name, it.RelPath(), rel)
 		}
-		if it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0 {
+		if it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0 && !it.Manual {
 			t.Errorf("%s: nothing to verify", name)
 		}
 		if it.File == "" || it.License == "" {
@@ -82,6 +96,29 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 	for _, md5only := range []string{"u2net_human_seg", "silueta", "isnet-general-use"} {
 		if it, _ := c.Item(md5only); it.SHA256 != "" || it.MD5 == "" {
 			t.Errorf("%s: MODELS.md gives only an md5, catalog has sha256=%q md5=%q", md5only, it.SHA256, it.MD5)
+		}
+	}
+	// rembg's sessions: md5 where that is all rembg publishes, BRIA's
+	// sha256, nothing for SAM (never downloaded), all optional.
+	for name, md5 := range map[string]string{
+		"birefnet-general": "7a35a0141cbbc80de11d9c9a28f52697", "birefnet-massive": "33e726a2136a3d59eb0fdf613e31e3e9",
+		"isnet-anime": "6f184e756bb3bd901c8849220a83e38e", "u2net_cloth_seg": "2434d1f3cb744e0e49386c906e5a08bb",
+	} {
+		if it, _ := c.Item(name); it.MD5 != md5 || it.SHA256 != "" || !it.Optional {
+			t.Errorf("%s: md5 %q sha256 %q optional %v; rembg publishes md5 %s only", name, it.MD5, it.SHA256, it.Optional, md5)
+		}
+	}
+	if it, _ := c.Item("bria-rmbg"); it.SHA256 != "5b486f08200f513f460da46dd701db5fbb47d79b4be4b708a19444bcd4e79958" {
+		t.Errorf("bria-rmbg: sha256 %q", it.SHA256)
+	}
+	for _, name := range []string{"sam-encoder", "sam-decoder"} {
+		if it, _ := c.Item(name); !it.Manual || it.Upstream == nil {
+			t.Errorf("%s: manual %v, upstream %v", name, it.Manual, it.Upstream)
+		}
+	}
+	for _, name := range c.Defaults() {
+		if it, _ := c.Item(name); it.Optional {
+			t.Errorf("default fetch includes optional %s", name)
 		}
 	}
 	if _, ok := c.Item("nope"); ok {
