@@ -25,7 +25,7 @@ endif
 endif
 GOFLAGS_TAGS := -tags '$(TAGS)'
 
-.PHONY: run test fetch fetch-test build bench
+.PHONY: run test fetch fetch-test build bench proto
 
 run: fetch
 	$(GO) run $(GOFLAGS_TAGS) ./cmd/imgserve $(ARGS)
@@ -55,3 +55,8 @@ build:
 # Benchmarks are run by hand; bench/README.md records results and commands.
 bench: fetch
 	$(GO) test $(GOFLAGS_TAGS) -run '^$$' -bench . -benchmem ./bench/
+
+# Regenerates the KServe v2 gRPC code (server/kserve/inferencepb) from
+# Triton's .proto files; needs protoc. The generated code is committed.
+proto:
+	scripts/gen-proto.sh

@@ -7,8 +7,11 @@ import (
 	"strconv"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/server/kserve"
+	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
 
 // u2netp's input: one 3x320x320 FP32 image, 1.2 MB.
@@ -66,10 +69,11 @@ func u2netpOutputs() ([]string, []inference.Tensor) {
 func BenchmarkEncodeBinaryResponse(b *testing.B) {
 	names, outs := u2netpOutputs()
 	req := &kserve.Request{Parameters: kserve.Parameters{"binary_data_output": true}}
+	all := []int{0, 1, 2, 3, 4, 5, 6}
 	b.SetBytes(7 * 320 * 320 * 4)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := kserve.EncodeResponse("u2netp", req, names, outs); err != nil {
+		if _, _, err := kserve.EncodeResponse("u2netp", req, names, all, outs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -81,7 +85,47 @@ func BenchmarkEncodeJSONResponse(b *testing.B) {
 	b.SetBytes(320 * 320 * 4)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := kserve.EncodeResponse("u2netp", req, names, outs); err != nil {
+		if _, _, err := kserve.EncodeResponse("u2netp", req, names, []int{0}, outs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// The gRPC forms of the same request and response, with protobuf's own
+// (un)marshalling, which gRPC does for each message.
+func u2netpGRPCRequest() *pb.ModelInferRequest {
+	return &pb.ModelInferRequest{
+		ModelName:        "u2netp",
+		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "input.1", Datatype: "FP32", Shape: []int64{1, 3, 320, 320}}},
+		RawInputContents: [][]byte{inference.NewTensor([]int64{1, 3, 320, 320}, u2netpPixels()).Data},
+	}
+}
+
+func BenchmarkGRPCDecodeRequest(b *testing.B) {
+	wire, err := proto.Marshal(u2netpGRPCRequest())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(wire)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var req pb.ModelInferRequest
+		if err := proto.Unmarshal(wire, &req); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := kserve.DecodeGRPCRequest(&req, u2netpSig, false, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGRPCEncodeResponse(b *testing.B) {
+	names, outs := u2netpOutputs()
+	all := []int{0, 1, 2, 3, 4, 5, 6}
+	b.SetBytes(7 * 320 * 320 * 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := proto.Marshal(kserve.EncodeGRPCResponse("u2netp", "", names, all, outs)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -115,6 +115,7 @@ type Scheduler struct {
 	// pinned, on a GPU, replaces pool: batches are packed straight into
 	// page-locked memory (see pinnedPool).
 	pinned *pinnedPool
+	stats  statsRecorder
 
 	mu     sync.Mutex
 	queue  []*request
@@ -131,8 +132,10 @@ type request struct {
 	inputs []Tensor
 	rows   int
 	key    string // requests batch together only with the same key
-	queued time.Time
-	done   chan result
+	// submitted is when Submit was called, queued when the request joined
+	// the queue.
+	submitted, queued time.Time
+	done              chan result
 }
 
 type result struct {
@@ -181,29 +184,11 @@ func (s *Scheduler) Pending() int {
 // outputs hold the same rows. Submit returns early with ctx's error when ctx
 // ends; a request whose context ended is never packed into a batch.
 func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
-	r := &request{ctx: ctx, inputs: inputs, done: make(chan result, 1)}
-	if err := s.prepare(r); err != nil {
+	r := &request{ctx: ctx, inputs: inputs, done: make(chan result, 1), submitted: s.clock.Now()}
+	if err := s.enqueue(r); err != nil {
+		s.stats.fail(s.clock.Now().Sub(r.submitted))
 		return nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
-	}
-	if len(s.queue) >= s.cfg.MaxQueueSize {
-		s.dropEnded()
-	}
-	if len(s.queue) >= s.cfg.MaxQueueSize {
-		s.mu.Unlock()
-		return nil, ErrQueueFull
-	}
-	r.queued = s.clock.Now()
-	s.queue = append(s.queue, r)
-	demand.Add(1)
-	s.mu.Unlock()
 	s.signal()
 
 	select {
@@ -212,6 +197,31 @@ func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, erro
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// enqueue checks a request and queues it, or says why it cannot wait.
+func (s *Scheduler) enqueue(r *request) error {
+	if err := s.prepare(r); err != nil {
+		return err
+	}
+	if err := r.ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if len(s.queue) >= s.cfg.MaxQueueSize {
+		s.dropEnded()
+	}
+	if len(s.queue) >= s.cfg.MaxQueueSize {
+		return ErrQueueFull
+	}
+	r.queued = s.clock.Now()
+	s.queue = append(s.queue, r)
+	demand.Add(1)
+	return nil
 }
 
 // prepare validates a request and computes its row count and batch key.
@@ -384,6 +394,7 @@ func (s *Scheduler) dropEnded() {
 			return false
 		}
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, err)
+		s.stats.fail(now.Sub(r.submitted))
 		r.done <- result{err: err}
 		demand.Add(-1)
 		return true
@@ -405,27 +416,41 @@ func (s *Scheduler) execute(batch []*request) {
 		padded = s.cfg.bucket(rows)
 	}
 	inputs, release := s.pack(batch, padded)
+	packed := s.clock.Now()
 	out, err := s.run.Run(inputs)
 	release()
-	compute := s.clock.Now().Sub(start)
+	ran := s.clock.Now()
 	split := len(batch) > 1 || padded != rows
 	if err == nil && split {
 		err = checkRows(out, padded)
 	}
-	s.obs.ObserveBatch(rows, compute)
-
+	results := make([]result, len(batch))
 	offset := 0
-	for _, r := range batch {
-		res := result{err: err}
+	for i, r := range batch {
+		results[i].err = err
 		if err == nil {
-			res.out = out
+			results[i].out = out
 			if split {
-				res.out = sliceRows(out, offset, r.rows)
+				results[i].out = sliceRows(out, offset, r.rows)
 			}
 		}
 		offset += r.rows
-		s.obs.ObserveRequest(start.Sub(r.queued), compute, res.err)
-		r.done <- res
+	}
+	end := s.clock.Now()
+	p := phases{input: packed.Sub(start), infer: ran.Sub(packed), output: end.Sub(ran)}
+	compute := end.Sub(start)
+	s.obs.ObserveBatch(rows, compute)
+	if err == nil {
+		s.stats.batch(rows, p, end)
+	}
+	for i, r := range batch {
+		s.obs.ObserveRequest(start.Sub(r.queued), compute, err)
+		if err == nil {
+			s.stats.success(r.rows, end.Sub(r.submitted), start.Sub(r.queued), p)
+		} else {
+			s.stats.fail(end.Sub(r.submitted))
+		}
+		r.done <- results[i]
 		demand.Add(-1)
 	}
 }

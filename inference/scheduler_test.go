@@ -90,13 +90,7 @@ func TestMultiRowRequestsShareABatch(t *testing.T) {
 	var wg sync.WaitGroup
 	submit := func(id, rows int) {
 		defer wg.Done()
-		in := affineRows(id, rows)
-		out, err := s.Submit(context.Background(), []Tensor{in})
-		if err != nil {
-			t.Errorf("request %d: %v", id, err)
-			return
-		}
-		checkAffine(t, in, out)
+		submitAffine(t, s, id, rows)
 	}
 	wg.Add(1)
 	go submit(0, 1)

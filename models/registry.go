@@ -259,6 +259,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 			return nil, fmt.Errorf("warm-up run of %d rows: %w", rows, err)
 		}
 	}
+	st.Scheduler.ResetStats()
 	return st, nil
 }
 

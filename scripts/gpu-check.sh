@@ -37,7 +37,7 @@ step "start-up check (imgserve --device cuda)"
 bin="$(mktemp -d)/imgserve"
 go build -o "$bin" ./cmd/imgserve || exit 1
 : >"$out/startup.txt"
-"$bin" --device cuda --addr 127.0.0.1:0 --models-dir "$(mktemp -d)" >"$out/startup.txt" 2>&1 &
+"$bin" --device cuda --addr 127.0.0.1:0 --grpc-addr 127.0.0.1:0 --models-dir "$(mktemp -d)" >"$out/startup.txt" 2>&1 &
 pid=$!
 for _ in $(seq 60); do
 	grep -q "imgserve listening\|cannot run here\|stopped" "$out/startup.txt" && break

@@ -7,6 +7,8 @@ import (
 	"net/http"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
@@ -43,9 +45,12 @@ var (
 // alone, so every route answers the same error the same way.
 func classify(err error) *apiError {
 	var ae *apiError
+	var nf kserve.NotFoundError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &nf):
+		return newError(http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, kserve.ErrBadInput), errors.Is(err, inference.ErrBadRequest):
 		return newError(http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, inference.ErrQueueFull):
@@ -109,4 +114,42 @@ func finishError(ctx *fasthttp.RequestCtx, ae *apiError, body []byte) {
 	ctx.SetStatusCode(ae.status)
 	ctx.SetContentType("application/json")
 	ctx.SetBody(body)
+}
+
+// grpcError gives an error its gRPC status, by the same classification as
+// HTTP's. Errors that already carry a status (from gRPC itself) keep it.
+func grpcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	ae := classify(err)
+	return status.Error(grpcCode(ae), ae.msg)
+}
+
+func grpcCode(ae *apiError) codes.Code {
+	if ae.code == "canceled" {
+		return codes.Canceled
+	}
+	switch ae.status {
+	case http.StatusBadRequest, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity:
+		return codes.InvalidArgument
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound:
+		return codes.NotFound
+	case http.StatusMethodNotAllowed:
+		return codes.Unimplemented
+	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	case http.StatusServiceUnavailable:
+		return codes.Unavailable
+	case http.StatusGatewayTimeout:
+		return codes.DeadlineExceeded
+	}
+	return codes.Internal
 }

@@ -33,9 +33,10 @@ func TestMain(m *testing.M) {
 // realModelsDir is where fetch-models.sh put the real weights.
 func realModelsDir() string { return paths.Models(paths.RepoHome()) }
 
-// testServer is a server on a real loopback socket.
+// testServer is a server on real loopback sockets, HTTP and gRPC.
 type testServer struct {
 	URL      string
+	GRPCAddr string
 	Server   *Server
 	Registry *models.Registry
 	Logs     *lockedWriter // everything the server logged
@@ -68,8 +69,13 @@ func startServer(t *testing.T, cfgYAML string, modelsDir string, tweak ...func(*
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := make(chan error, 1)
+	gln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- srv.ServeGRPC(gln) }()
 	reg.Load()
 	for _, m := range reg.Models() {
 		if st := m.State(); st.Status == models.StatusFailed {
@@ -83,9 +89,10 @@ func startServer(t *testing.T, cfgYAML string, modelsDir string, tweak ...func(*
 			srv.Shutdown(ctx)
 		}
 		<-served
+		<-served
 		reg.Close()
 	})
-	return &testServer{URL: "http://" + ln.Addr().String(), Server: srv, Registry: reg, Logs: logs}
+	return &testServer{URL: "http://" + ln.Addr().String(), GRPCAddr: gln.Addr().String(), Server: srv, Registry: reg, Logs: logs}
 }
 
 // lockedWriter serialises log writes from concurrent handlers.

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"slices"
 	"strconv"
-	"time"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
@@ -18,21 +21,15 @@ type tensorMetadata struct {
 	Shape    []int64 `json:"shape"`
 }
 
-func (s *Server) serverMetadata(ctx *fasthttp.RequestCtx, _ routeParams) {
-	writeJSON(ctx, 200, map[string]any{
-		"name":       "imgserve",
-		"version":    s.opts.Version,
-		"extensions": []string{"binary_tensor_data"},
-	})
+// writeProto answers with a protocol message as Triton's JSON.
+func writeProto(ctx *fasthttp.RequestCtx, m proto.Message) {
+	ctx.SetStatusCode(200)
+	ctx.SetContentType("application/json")
+	writeBody(ctx, kserve.AppendTritonJSON(nil, m.ProtoReflect()))
 }
 
-// model finds a model by name, answering 404 itself when there is none.
-func (s *Server) model(ctx *fasthttp.RequestCtx, name string) (*models.Model, bool) {
-	m, ok := s.opts.Registry.Get(name)
-	if !ok {
-		writeKServeError(ctx, newError(404, "not_found", "unknown model "+strconv.Quote(name)))
-	}
-	return m, ok
+func (s *Server) serverMetadata(ctx *fasthttp.RequestCtx, _ routeParams) {
+	writeProto(ctx, s.serverMetadataProto())
 }
 
 // signature reports a model's tensors; a batched model's leading dimension
@@ -50,90 +47,102 @@ func signature(infos []inference.TensorInfo, batched bool) []tensorMetadata {
 }
 
 func (s *Server) modelMetadata(ctx *fasthttp.RequestCtx, p routeParams) {
-	m, ok := s.model(ctx, p.model)
-	if !ok {
-		return
-	}
-	st := m.State()
-	if st.Status != models.StatusReady {
-		writeKServeError(ctx, newError(503, "not_ready", "model "+p.model+" is "+string(st.Status)+": "+st.Reason))
-		return
-	}
-	batched := st.Batching.MaxBatchSize > 1
-	writeJSON(ctx, 200, map[string]any{
-		"name":     m.Config.Name,
-		"versions": []string{"1"},
-		"platform": "onnxruntime_onnx",
-		"inputs":   signature(st.Inputs, batched),
-		"outputs":  signature(st.Outputs, batched),
-	})
-}
-
-func (s *Server) modelReady(ctx *fasthttp.RequestCtx, p routeParams) {
-	m, ok := s.model(ctx, p.model)
-	if !ok {
-		return
-	}
-	st := m.State()
-	if st.Status != models.StatusReady || s.draining.Load() {
-		writeKServeError(ctx, newError(503, "not_ready", "model "+p.model+" is not ready"))
-		return
-	}
-	writeJSON(ctx, 200, map[string]any{"name": m.Config.Name, "ready": true})
-}
-
-func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
-	m, ok := s.model(ctx, p.model)
-	if !ok {
-		s.opts.Metrics.rejected(p.model, "not_found")
-		return
-	}
-	st := m.State()
-	if st.Status != models.StatusReady {
-		writeKServeError(ctx, newError(503, "not_ready", "model "+p.model+" is "+string(st.Status)+": "+st.Reason))
-		return
-	}
-	body, err := requestBody(ctx, s.opts.MaxBodySize)
+	md, err := s.modelMetadataProto(p.model, "")
 	if err != nil {
-		s.opts.Metrics.rejected(p.model, reasonOf(err))
 		writeKServeError(ctx, err)
 		return
 	}
-	headerLen := -1
-	if h := ctx.Request.Header.Peek("Inference-Header-Content-Length"); len(h) > 0 {
-		headerLen, err = strconv.Atoi(string(h))
-		if err != nil || headerLen < 0 {
-			s.opts.Metrics.rejected(p.model, "bad_request")
-			writeKServeError(ctx, kserve.BadInput("bad Inference-Header-Content-Length %q", h))
+	writeProto(ctx, md)
+}
+
+func (s *Server) modelConfig(ctx *fasthttp.RequestCtx, p routeParams) {
+	cfg, err := s.modelConfigProto(p.model, "")
+	if err != nil {
+		writeKServeError(ctx, err)
+		return
+	}
+	writeProto(ctx, cfg)
+}
+
+// modelStats answers one model's statistics, or every model's on
+// /v2/models/stats.
+func (s *Server) modelStats(ctx *fasthttp.RequestCtx, p routeParams) {
+	stats, err := s.modelStatsProto(p.model, "")
+	if err != nil {
+		writeKServeError(ctx, err)
+		return
+	}
+	writeProto(ctx, stats)
+}
+
+// repositoryIndex answers Triton's JSON: an array of the models, not an
+// object. The optional body {"ready": true} keeps only the ready ones.
+func (s *Server) repositoryIndex(ctx *fasthttp.RequestCtx, _ routeParams) {
+	var req struct {
+		Ready bool `json:"ready"`
+	}
+	if body := bytes.TrimSpace(ctx.Request.Body()); len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeKServeError(ctx, kserve.BadInput("malformed JSON: %v", err))
 			return
 		}
 	}
-	batched := st.Batching.MaxBatchSize > 1
-	req, inputs, err := kserve.DecodeRequest(body, headerLen, st.Inputs, batched, st.Batching.MaxBatchSize)
-	if err != nil {
-		s.opts.Metrics.rejected(p.model, reasonOf(err))
-		writeKServeError(ctx, err)
-		return
-	}
-	var timeout time.Duration
-	if us, ok := req.Parameters.Int("timeout"); ok { // Triton's per-request timeout, in µs
-		timeout = time.Duration(us) * time.Microsecond
-	}
-	rctx, cancel := s.requestContext(timeout)
-	defer cancel()
-	outs, err := m.Infer(rctx, inputs)
-	if err != nil {
-		if isRejection(err) {
-			s.opts.Metrics.rejected(p.model, reasonOf(err))
+	out := []byte{'['}
+	for i, m := range s.repositoryIndexProto(req.Ready).Models {
+		if i > 0 {
+			out = append(out, ',')
 		}
+		out = kserve.AppendTritonJSON(out, m.ProtoReflect())
+	}
+	ctx.SetStatusCode(200)
+	ctx.SetContentType("application/json")
+	writeBody(ctx, append(out, ']'))
+}
+
+func (s *Server) modelReady(ctx *fasthttp.RequestCtx, p routeParams) {
+	ready, err := s.modelReadyNow(p.model, "")
+	if err == nil && !ready {
+		err = newError(503, "not_ready", "model "+p.model+" is not ready")
+	}
+	if err != nil {
 		writeKServeError(ctx, err)
 		return
 	}
-	names := make([]string, len(st.Outputs))
-	for i, o := range st.Outputs {
-		names[i] = o.Name
+	writeJSON(ctx, 200, map[string]any{"name": p.model, "ready": true})
+}
+
+func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
+	var req *kserve.Request
+	res, err := s.inferKServe(context.Background(), p.model, "", func(_ context.Context, st *models.State) (inferCall, error) {
+		body, err := requestBody(ctx, s.opts.MaxBodySize)
+		if err != nil {
+			return inferCall{}, err
+		}
+		headerLen := -1
+		if h := ctx.Request.Header.Peek("Inference-Header-Content-Length"); len(h) > 0 {
+			headerLen, err = strconv.Atoi(string(h))
+			if err != nil || headerLen < 0 {
+				return inferCall{}, kserve.BadInput("bad Inference-Header-Content-Length %q", h)
+			}
+		}
+		var call inferCall
+		req, call.inputs, err = kserve.DecodeRequest(body, headerLen, st.Inputs, batched(st), st.Batching.MaxBatchSize)
+		if err != nil {
+			return inferCall{}, err
+		}
+		if call.outputs, err = kserve.SelectOutputs(outputNames(st), req.RequestedOutputs()); err != nil {
+			return inferCall{}, err
+		}
+		if us, ok := req.Parameters.Int("timeout"); ok {
+			call.timeout = kserve.Timeout(us)
+		}
+		return call, nil
+	})
+	if err != nil {
+		writeKServeError(ctx, err)
+		return
 	}
-	respBody, jsonLen, err := kserve.EncodeResponse(m.Config.Name, req, names, outs)
+	respBody, jsonLen, err := kserve.EncodeResponse(res.model.Config.Name, req, res.names, res.outputs, res.tensors)
 	if err != nil {
 		writeKServeError(ctx, err)
 		return
@@ -146,13 +155,6 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 	}
 	ctx.SetStatusCode(200)
 	writeBody(ctx, respBody)
-}
-
-// isRejection tells errors raised before a request entered the queue, which
-// the scheduler's observer never sees.
-func isRejection(err error) bool {
-	code := classify(err).code
-	return code == "queue_full" || code == "bad_request" || code == "draining" || code == "not_ready"
 }
 
 type modelInfo struct {
@@ -183,8 +185,7 @@ func (s *Server) listModels(ctx *fasthttp.RequestCtx, _ routeParams) {
 		info := modelInfo{Name: m.Config.Name, Task: m.Config.Task, File: m.Config.File, Status: st.Status, Reason: st.Reason}
 		if st.Status == models.StatusReady {
 			b := st.Batching
-			batched := b.MaxBatchSize > 1
-			info.Inputs, info.Outputs = signature(st.Inputs, batched), signature(st.Outputs, batched)
+			info.Inputs, info.Outputs = signature(st.Inputs, batched(st)), signature(st.Outputs, batched(st))
 			info.BatchMode = st.BatchMode.String()
 			info.Batching = &batchingInfo{
 				MaxBatchSize:        b.MaxBatchSize,

@@ -21,7 +21,6 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/testmodels"
-	"github.com/imgserve/imgserve/server/kserve"
 )
 
 const u2netpConfig = `
@@ -53,28 +52,60 @@ func binaryInfer(t testing.TB, inputs []map[string]any, blobs [][]byte, params m
 }
 
 // splitBinaryResponse parses a binary-extension response into its JSON
-// header and each output's raw bytes, in order.
-func splitBinaryResponse(t testing.TB, h http.Header, body []byte) (kserve.Response, [][]byte) {
+// header, as generic JSON (case-sensitive keys, unlike Go structs), and each
+// output's raw bytes, in order.
+func splitBinaryResponse(t testing.TB, h http.Header, body []byte) (map[string]any, [][]byte) {
 	t.Helper()
 	n, err := strconv.Atoi(h.Get("Inference-Header-Content-Length"))
 	if err != nil {
 		t.Fatalf("no Inference-Header-Content-Length in a binary response: %v", err)
 	}
-	var resp kserve.Response
+	var resp map[string]any
 	if err := json.Unmarshal(body[:n], &resp); err != nil {
 		t.Fatal(err)
 	}
 	rest := body[n:]
 	var blobs [][]byte
-	for _, o := range resp.Outputs {
-		size := int(o.Parameters["binary_data_size"].(float64))
-		blobs = append(blobs, rest[:size])
-		rest = rest[size:]
+	for _, o := range outputsOf(t, resp) {
+		params, _ := o["parameters"].(map[string]any)
+		size, ok := params["binary_data_size"].(float64)
+		if !ok {
+			t.Fatalf("output %v has no parameters.binary_data_size", o["name"])
+		}
+		blobs = append(blobs, rest[:int(size)])
+		rest = rest[int(size):]
 	}
 	if len(rest) != 0 {
 		t.Fatalf("%d trailing bytes", len(rest))
 	}
 	return resp, blobs
+}
+
+// outputsOf is a generic response's "outputs".
+func outputsOf(t testing.TB, resp map[string]any) []map[string]any {
+	t.Helper()
+	list, ok := resp["outputs"].([]any)
+	if !ok {
+		t.Fatalf("response has no outputs: %v", resp)
+	}
+	out := make([]map[string]any, len(list))
+	for i, o := range list {
+		if out[i], ok = o.(map[string]any); !ok {
+			t.Fatalf("output %d is not an object", i)
+		}
+	}
+	return out
+}
+
+// shapeOf reads a generic tensor's "shape".
+func shapeOf(o map[string]any) []int64 {
+	var shape []int64
+	list, _ := o["shape"].([]any)
+	for _, d := range list {
+		f, _ := d.(float64)
+		shape = append(shape, int64(f))
+	}
+	return shape
 }
 
 func asBytes[T int32 | int64](v []T) []byte {
@@ -104,40 +135,22 @@ func TestKServeServesRealU2netpLikeSessionRun(t *testing.T) {
 		}
 	}
 	code, _, body := do(t, "GET", srv.URL+"/v2/models/u2netp", nil, nil)
-	var meta struct {
-		Name     string           `json:"name"`
-		Platform string           `json:"platform"`
-		Inputs   []tensorMetadata `json:"inputs"`
-		Outputs  []tensorMetadata `json:"outputs"`
-	}
+	var meta map[string]any
 	if err := json.Unmarshal(body, &meta); code != 200 || err != nil {
 		t.Fatalf("metadata: %d %s %v", code, body, err)
 	}
-	if len(meta.Inputs) != 1 || meta.Inputs[0].Name != "input.1" || meta.Inputs[0].Datatype != "FP32" ||
-		!slices.Equal(meta.Inputs[0].Shape, []int64{1, 3, 320, 320}) || len(meta.Outputs) != 7 {
-		t.Fatalf("metadata %+v", meta)
+	metaInputs, _ := meta["inputs"].([]any)
+	metaOutputs, _ := meta["outputs"].([]any)
+	if len(metaInputs) != 1 || len(metaOutputs) != 7 {
+		t.Fatalf("metadata %s", body)
+	}
+	if in, _ := metaInputs[0].(map[string]any); in["name"] != "input.1" || in["datatype"] != "FP32" ||
+		!slices.Equal(shapeOf(in), []int64{1, 3, 320, 320}) {
+		t.Fatalf("metadata %s", body)
 	}
 
 	// The same input through the server and straight through session.Run.
-	rng := rand.New(rand.NewPCG(3, 4))
-	x := make([]float32, 3*320*320)
-	for i := range x {
-		x[i] = rng.Float32()*4 - 2
-	}
-	model, err := os.ReadFile(filepath.Join(realModelsDir(), "u2netp.onnx"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess, err := testRuntime.NewSession(model, inference.SessionOptions{IntraOpThreads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	want, err := sess.Run([]inference.Tensor{inference.NewTensor([]int64{1, 3, 320, 320}, x)})
-	if err != nil {
-		t.Fatal(err)
-	}
-
+	x, names, want := u2netpDirect(t, 3)
 	input := map[string]any{"name": "input.1", "shape": []int{1, 3, 320, 320}, "datatype": "FP32",
 		"parameters": map[string]any{"binary_data_size": len(x) * 4}}
 	reqBody, hdr := binaryInfer(t, []map[string]any{input}, [][]byte{float32Bytes(x)}, map[string]any{"binary_data_output": true})
@@ -146,22 +159,23 @@ func TestKServeServesRealU2netpLikeSessionRun(t *testing.T) {
 		t.Fatalf("binary infer: %d %s", code, body)
 	}
 	resp, blobs := splitBinaryResponse(t, h, body)
-	if resp.ID != "req-7" || resp.ModelName != "u2netp" || len(resp.Outputs) != 7 {
+	outputs := outputsOf(t, resp)
+	if resp["id"] != "req-7" || resp["model_name"] != "u2netp" || len(outputs) != 7 {
 		t.Fatalf("response header %+v", resp)
 	}
-	for i, o := range resp.Outputs {
-		if o.Name != sess.Outputs()[i].Name || !slices.Equal(o.Shape, want[i].Shape) {
-			t.Fatalf("output %d: %s %v, want %s %v", i, o.Name, o.Shape, sess.Outputs()[i].Name, want[i].Shape)
+	for i, o := range outputs {
+		if o["name"] != names[i] || !slices.Equal(shapeOf(o), want[i].Shape) {
+			t.Fatalf("output %d: %v %v, want %s %v", i, o["name"], o["shape"], names[i], want[i].Shape)
 		}
 		if !bytes.Equal(blobs[i], want[i].Data) {
-			t.Fatalf("output %s differs from a direct session.Run", o.Name)
+			t.Fatalf("output %v differs from a direct session.Run", o["name"])
 		}
 	}
 
 	// The JSON form of the same request gives the same numbers.
 	jsonReq, _ := json.Marshal(map[string]any{
 		"inputs":  []map[string]any{{"name": "input.1", "shape": []int{1, 3, 320, 320}, "datatype": "FP32", "data": x}},
-		"outputs": []map[string]any{{"name": resp.Outputs[0].Name}},
+		"outputs": []map[string]any{{"name": outputs[0]["name"]}},
 	})
 	code, _, body = do(t, "POST", srv.URL+"/v2/models/u2netp/infer", map[string]string{"Content-Type": "application/json"}, jsonReq)
 	if code != 200 {
@@ -179,6 +193,34 @@ func TestKServeServesRealU2netpLikeSessionRun(t *testing.T) {
 	if got := float32Bytes(jr.Outputs[0].Data); !bytes.Equal(got, want[0].Data) {
 		t.Fatal("JSON output differs from a direct session.Run")
 	}
+}
+
+// u2netpDirect runs a random input straight through session.Run, to
+// compare with what the server answers for it.
+func u2netpDirect(t *testing.T, seed uint64) (x []float32, names []string, want []inference.Tensor) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	x = make([]float32, 3*320*320)
+	for i := range x {
+		x[i] = rng.Float32()*4 - 2
+	}
+	model, err := os.ReadFile(filepath.Join(realModelsDir(), "u2netp.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := testRuntime.NewSession(model, inference.SessionOptions{IntraOpThreads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	want, err = sess.Run([]inference.Tensor{inference.NewTensor([]int64{1, 3, 320, 320}, x)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range sess.Outputs() {
+		names = append(names, o.Name)
+	}
+	return x, names, want
 }
 
 func TestKServeRejectsBadRequests(t *testing.T) {
@@ -267,16 +309,15 @@ func TestKServeDatatypes(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	var resp kserve.Response
+	var resp map[string]any
 	if err := json.Unmarshal(body, &resp); err != nil {
 		t.Fatal(err)
 	}
-	jsonData := map[string][]byte{}
-	for _, o := range resp.Outputs {
-		if string(o.Data) != want[o.Name] {
-			t.Errorf("%s = %s, want %s", o.Name, o.Data, want[o.Name])
+	for _, o := range outputsOf(t, resp) {
+		name, _ := o["name"].(string)
+		if got, _ := json.Marshal(o["data"]); string(got) != want[name] {
+			t.Errorf("%s = %s, want %s", name, got, want[name])
 		}
-		jsonData[o.Name] = o.Data
 	}
 
 	// The binary form: each input as raw little-endian bytes.
@@ -302,15 +343,27 @@ func TestKServeDatatypes(t *testing.T) {
 		t.Fatalf("%d %s", code, body2)
 	}
 	bresp, bblobs := splitBinaryResponse(t, h, body2)
-	for i, o := range bresp.Outputs {
-		// Decode the binary output with the JSON encoder to compare.
-		dt, _ := inference.ParseDType(o.Datatype)
-		got := string(kserve.AppendJSONData(nil, inference.Tensor{DType: dt, Shape: o.Shape, Data: bblobs[i]}))
-		if got != string(jsonData[o.Name]) {
-			t.Errorf("binary %s = %s, JSON gave %s", o.Name, got, jsonData[o.Name])
+	for i, o := range outputsOf(t, bresp) {
+		name, _ := o["name"].(string)
+		if !bytes.Equal(bblobs[i], dtypesOutputBytes[name]) || o["datatype"] != dtypesOutputTypes[name] {
+			t.Errorf("binary %s = %v % x, want %s % x", name, o["datatype"], bblobs[i], dtypesOutputTypes[name], dtypesOutputBytes[name])
 		}
 	}
 }
+
+// dtypesOutputBytes are dtypes.onnx's outputs for the inputs above, as
+// little-endian bytes written out by hand.
+var dtypesOutputBytes = map[string][]byte{
+	"f32_out": float32Bytes([]float32{2.5, -1, 1.25}),
+	"f16_out": {0x00, 0x42, 0x00, 0xc4, 0x00, 0x38}, // 3, -4, 0.5
+	"i64_out": asBytes([]int64{-8999999993, 7, 12}),
+	"i32_out": asBytes([]int32{-8, -3, 2147483644}),
+	"u8_out":  {1, 201, 0},
+	"b_out":   {0, 1, 0},
+}
+
+var dtypesOutputTypes = map[string]string{"f32_out": "FP32", "f16_out": "FP16", "i64_out": "INT64",
+	"i32_out": "INT32", "u8_out": "UINT8", "b_out": "BOOL"}
 
 const affineConfig = `
 models:

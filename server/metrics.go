@@ -12,7 +12,7 @@ import (
 )
 
 // Metrics are Triton's inference series under imgserve's names, plus HTTP
-// request counts, in the Prometheus text format.
+// and gRPC request counts, in the Prometheus text format.
 type Metrics struct {
 	reg       *prometheus.Registry
 	success   *prometheus.CounterVec
@@ -22,6 +22,7 @@ type Metrics struct {
 	batchSize *prometheus.HistogramVec
 	execCount *prometheus.CounterVec
 	http      *prometheus.CounterVec
+	grpc      *prometheus.CounterVec
 }
 
 // Latency buckets from 100µs to about 100s.
@@ -63,8 +64,12 @@ func NewMetrics(reg *models.Registry) *Metrics {
 			Name: "imgserve_http_requests_total",
 			Help: "HTTP requests by route and status code.",
 		}, []string{"route", "code"}),
+		grpc: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgserve_grpc_requests_total",
+			Help: "gRPC requests (unary calls and stream messages) by method and status code.",
+		}, []string{"method", "code"}),
 	}
-	m.reg.MustRegister(m.success, m.failure, m.queue, m.compute, m.batchSize, m.execCount, m.http,
+	m.reg.MustRegister(m.success, m.failure, m.queue, m.compute, m.batchSize, m.execCount, m.http, m.grpc,
 		&pendingCollector{models: reg},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"image"
@@ -13,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/imgserve/imgserve/internal/testfiles"
 	"github.com/imgserve/imgserve/internal/testmodels"
+	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
 
 // privacyMarker is planted in uploads; it must never reach a log line.
@@ -83,6 +88,25 @@ func TestNothingTouchesDiskOrLogs(t *testing.T) {
 		t.Fatalf("bad infer got %d", code)
 	}
 
+	// The same over gRPC: tensor bytes, a parameter and an output name that
+	// carry the marker, in a request that runs and in one that fails.
+	c := grpcClient(t, srv.GRPCAddr)
+	raw := make([]byte, 3*320*320*4)
+	copy(raw, privacyMarker)
+	req := &pb.ModelInferRequest{
+		ModelName:        "u2netp",
+		Parameters:       map[string]*pb.InferParameter{"note": {ParameterChoice: &pb.InferParameter_StringParam{StringParam: privacyMarker}}},
+		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "input.1", Datatype: "FP32", Shape: []int64{1, 3, 320, 320}}},
+		RawInputContents: [][]byte{raw},
+	}
+	if _, err := c.ModelInfer(context.Background(), req); err != nil {
+		t.Fatalf("gRPC infer: %v", err)
+	}
+	req.Outputs = []*pb.ModelInferRequest_InferRequestedOutputTensor{{Name: privacyMarker}}
+	if _, err := c.ModelInfer(context.Background(), req); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("bad gRPC infer: %v", err)
+	}
+
 	if got := filesUnder(t, tmp); len(got) != 0 {
 		t.Fatalf("requests left files in TMPDIR: %v", got)
 	}
@@ -93,7 +117,7 @@ func TestNothingTouchesDiskOrLogs(t *testing.T) {
 	if strings.Contains(logs, privacyMarker) {
 		t.Fatalf("the server logged request content:\n%s", logs)
 	}
-	if !strings.Contains(logs, "route=/v1/remove-background") {
+	if !strings.Contains(logs, "route=/v1/remove-background") || !strings.Contains(logs, "transport=grpc method=ModelInfer") {
 		t.Fatalf("expected request log lines (sizes and timings), got:\n%s", logs)
 	}
 }
@@ -177,6 +201,13 @@ func TestNoOutboundConnections(t *testing.T) {
 		if code, _, resp := do(t, r.method, srv.URL+r.path, r.header, r.body); code != 200 {
 			t.Errorf("%s %s: %d %.200s", r.method, r.path, code, resp)
 		}
+	}
+	if _, err := grpcClient(t, srv.GRPCAddr).ModelInfer(context.Background(), &pb.ModelInferRequest{
+		ModelName:        "u2netp",
+		Inputs:           []*pb.ModelInferRequest_InferInputTensor{{Name: "input.1", Datatype: "FP32", Shape: []int64{1, 3, 320, 320}}},
+		RawInputContents: [][]byte{make([]byte, 3*320*320*4)},
+	}); err != nil {
+		t.Errorf("gRPC infer: %v", err)
 	}
 	close(stop)
 	if err := <-watched; err != nil {

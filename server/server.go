@@ -12,15 +12,18 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
+	"google.golang.org/grpc"
 
 	"github.com/imgserve/imgserve/index"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
+	"github.com/imgserve/imgserve/server/kserve"
 )
 
 // Options configure a Server.
@@ -28,7 +31,8 @@ type Options struct {
 	Registry *models.Registry
 	Metrics  *Metrics
 	Logger   *slog.Logger
-	// MaxBodySize bounds request bodies, after decompression too (413).
+	// MaxBodySize bounds request bodies, after decompression too (413), and
+	// gRPC messages (RESOURCE_EXHAUSTED).
 	MaxBodySize int
 	// RequestTimeout is each request's deadline (504 when it passes).
 	RequestTimeout time.Duration
@@ -49,15 +53,21 @@ type Options struct {
 // DefaultMaxBodySize is 64 MiB.
 const DefaultMaxBodySize = 64 << 20
 
-// Server serves the task API, KServe v2, /v1/models and /metrics.
+// Server serves the task API, KServe v2 over HTTP and gRPC, /v1/models and
+// /metrics.
 type Server struct {
 	opts     Options
 	matting  *matting.Registry
 	alpha    *matting.AlphaMatter
 	http     *fasthttp.Server
+	grpc     *grpc.Server
 	draining atomic.Bool
 	inflight atomic.Int64
 	nextID   atomic.Uint64
+	// streamsStop closes when a drain has finished the requests in flight,
+	// ending open gRPC streams.
+	streamsStop chan struct{}
+	stopStreams sync.Once
 }
 
 // New builds a server; Serve starts it.
@@ -77,7 +87,9 @@ func New(opts Options) *Server {
 	if opts.Index == nil {
 		opts.Index = index.NewStore()
 	}
-	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), alpha: matting.NewAlphaMatter(opts.AlphaMatting)}
+	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), alpha: matting.NewAlphaMatter(opts.AlphaMatting),
+		streamsStop: make(chan struct{})}
+	s.grpc = s.newGRPCServer()
 	s.http = &fasthttp.Server{
 		Handler:                      s.handle,
 		Name:                         "imgserve",
@@ -107,14 +119,15 @@ func (l connLogger) Printf(format string, args ...any) {
 	l.log.Debug("connection", "msg", fmt.Sprintf(format, args...))
 }
 
-// Serve accepts connections on ln until Shutdown.
+// Serve accepts HTTP connections on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	return s.http.Serve(ln)
 }
 
-// Shutdown drains the server: new requests get 503 at once, requests in
-// flight finish, then the listener and idle connections close. It returns
-// ctx's error if in-flight requests outlast it.
+// Shutdown drains the server, HTTP and gRPC: new requests get 503
+// (UNAVAILABLE) at once, requests in flight finish, then open gRPC streams
+// end, and the listeners and idle connections close. It returns ctx's error
+// if in-flight requests outlast it.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	tick := time.NewTicker(5 * time.Millisecond)
@@ -122,12 +135,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for s.inflight.Load() > 0 {
 		select {
 		case <-ctx.Done():
+			s.stopGRPC(ctx)
 			s.http.ShutdownWithContext(ctx)
 			return fmt.Errorf("%d requests still in flight: %w", s.inflight.Load(), ctx.Err())
 		case <-tick.C:
 		}
 	}
+	s.stopGRPC(ctx)
 	return s.http.ShutdownWithContext(ctx)
+}
+
+// enter admits one request, HTTP or gRPC: it is counted in flight, so that
+// Shutdown waits for it, and refused while the server drains unless it
+// answers always (health probes, /metrics). leave must be called once the
+// request is answered, whatever enter returned.
+func (s *Server) enter(alwaysOn bool) (leave func(), err error) {
+	s.inflight.Add(1)
+	leave = func() { s.inflight.Add(-1) }
+	if s.draining.Load() && !alwaysOn {
+		return leave, errDraining
+	}
+	return leave, nil
 }
 
 // Draining reports whether Shutdown has begun.
@@ -209,29 +237,42 @@ func (s *Server) match(method, path string) (route, routeParams, error) {
 		return route{name: path, method: "GET", kserve: true, h: s.live, alwaysOn: true}, p, nil
 	case "/v2/health/ready":
 		return route{name: path, method: "GET", kserve: true, h: s.ready, alwaysOn: true}, p, nil
+	case "/v2/repository/index":
+		return route{name: path, method: "POST", kserve: true, h: s.repositoryIndex}, p, nil
 	case "/v1/models":
 		return get(path, s.listModels)
 	case "/metrics":
 		return route{name: path, method: "GET", h: s.metrics, alwaysOn: true}, p, nil
 	}
 	if rest, ok := strings.CutPrefix(path, "/v2/models/"); ok {
+		if rest == "stats" { // every model's statistics
+			return route{name: path, method: "GET", kserve: true, h: s.modelStats}, p, nil
+		}
 		parts := strings.Split(rest, "/")
 		p.model = parts[0]
 		parts = parts[1:]
 		// Triton clients may name a version; we serve one version, "1".
 		if len(parts) >= 2 && parts[0] == "versions" {
-			if parts[1] != "1" {
-				return route{kserve: true}, p, newError(404, "not_found", "model "+p.model+" has only version 1")
+			if err := kserve.CheckVersion(p.model, parts[1]); err != nil {
+				return route{kserve: true}, p, err
 			}
 			parts = parts[2:]
 		}
+		kroute := func(name, method string, h handler) (route, routeParams, error) {
+			return route{name: "/v2/models/{m}" + name, method: method, kserve: true, h: h}, p, nil
+		}
 		switch {
 		case len(parts) == 0:
-			return route{name: "/v2/models/{m}", method: "GET", kserve: true, h: s.modelMetadata}, p, nil
-		case len(parts) == 1 && parts[0] == "ready":
-			return route{name: "/v2/models/{m}/ready", method: "GET", kserve: true, h: s.modelReady}, p, nil
-		case len(parts) == 1 && parts[0] == "infer":
-			return route{name: "/v2/models/{m}/infer", method: "POST", kserve: true, h: s.infer}, p, nil
+			return kroute("", "GET", s.modelMetadata)
+		case len(parts) > 1:
+		case parts[0] == "ready":
+			return kroute("/ready", "GET", s.modelReady)
+		case parts[0] == "infer":
+			return kroute("/infer", "POST", s.infer)
+		case parts[0] == "config":
+			return kroute("/config", "GET", s.modelConfig)
+		case parts[0] == "stats":
+			return kroute("/stats", "GET", s.modelStats)
 		}
 		return route{kserve: true}, p, errNotFound
 	}
@@ -266,11 +307,11 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if r.kserve {
 		fail = writeKServeError
 	}
-	s.inflight.Add(1)
+	leave, admitErr := s.enter(r.alwaysOn)
 	switch {
 	case err != nil:
-	case s.draining.Load() && !r.alwaysOn:
-		err = errDraining
+	case admitErr != nil:
+		err = admitErr
 	case string(ctx.Method()) != r.method && !(r.method == "GET" && ctx.IsHead()):
 		ctx.Response.Header.Set("Allow", r.method)
 		err = errMethodAllowed
@@ -280,7 +321,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	} else {
 		s.serve(ctx, r, params, fail)
 	}
-	s.inflight.Add(-1)
+	leave()
 
 	name := r.name
 	if name == "" {
@@ -308,10 +349,17 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, r route, p routeParams, fail fu
 
 // requestContext is the deadline for one request's work.
 func (s *Server) requestContext(timeout time.Duration) (context.Context, context.CancelFunc) {
+	return s.requestContextFrom(context.Background(), timeout)
+}
+
+// requestContextFrom bounds a request that already has a context (a gRPC
+// call's, which ends with the client's deadline or cancellation) by the
+// server's deadline and the client's own timeout.
+func (s *Server) requestContextFrom(parent context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
 	if timeout <= 0 || timeout > s.opts.RequestTimeout {
 		timeout = s.opts.RequestTimeout
 	}
-	return context.WithTimeout(context.Background(), timeout)
+	return context.WithTimeout(parent, timeout)
 }
 
 func (s *Server) live(ctx *fasthttp.RequestCtx, _ routeParams) {

@@ -62,7 +62,7 @@ func TestDeviceCUDAWithoutTheCUDABuildExits(t *testing.T) {
 func TestDeviceAutoFallsBackToCPU(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // only a guard against a hang
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "--device", "auto", "--addr", "127.0.0.1:0",
+	cmd := exec.CommandContext(ctx, os.Args[0], "--device", "auto", "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
 		"--ort-cuda-lib", filepath.Join(t.TempDir(), "libonnxruntime.so"), "--models-dir", t.TempDir())
 	home, err := filepath.Abs(paths.RepoHome())
 	if err != nil {

@@ -43,14 +43,16 @@ command that fetches it; the server still starts. --device cuda checks at
 start-up for the NVIDIA driver, CUDA 13 and cuDNN 9, and names what is
 missing.
 
-Endpoints: KServe v2 under /v2, the task API under /v1, rembg's /api/remove,
-GET /v1/models and GET /metrics. See README.md.
+Endpoints: KServe v2 under /v2 (and over gRPC on --grpc-addr), the task API
+under /v1, rembg's /api/remove, GET /v1/models and GET /metrics. See
+README.md.
 
 Flags:
 `
 
 type options struct {
 	addr           string
+	grpcAddr       string
 	modelsDir      string
 	ortLib         string
 	ortCUDALib     string
@@ -83,6 +85,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&o.grpcAddr, "grpc-addr", "127.0.0.1:8081", "listen address of the KServe v2 gRPC service; empty turns it off")
 	fs.StringVar(&o.modelsDir, "models-dir", paths.Models(home), "folder of model files ($IMGSERVE_HOME/models)")
 	fs.StringVar(&o.ortLib, "ort-lib", paths.ORTLib(home), "ONNX Runtime CPU build, for --device cpu ($IMGSERVE_HOME/lib/libonnxruntime.so.1)")
 	fs.StringVar(&o.ortCUDALib, "ort-cuda-lib", paths.ORTCUDALib(home), "ONNX Runtime CUDA build's core library, its provider libraries beside it, for --device cuda ($IMGSERVE_HOME/lib/cuda/libonnxruntime.so; scripts/fetch-models.sh --gpu)")
@@ -242,9 +245,25 @@ func serve(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	served := make(chan error, 1)
+	var grpcLn net.Listener
+	if o.grpcAddr != "" {
+		if grpcLn, err = net.Listen("tcp", o.grpcAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("gRPC: %w", err)
+		}
+	}
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(),
+	grpcAt := "off"
+	if grpcLn != nil {
+		grpcAt = grpcLn.Addr().String()
+		go func() {
+			if err := srv.ServeGRPC(grpcLn); err != nil {
+				served <- fmt.Errorf("gRPC: %w", err)
+			}
+		}()
+	}
+	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(), "grpc_addr", grpcAt,
 		"onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders())
 
 	// Models load after the listener is up, so liveness answers at once and

@@ -11,7 +11,7 @@ func TestHelpListsFlags(t *testing.T) {
 	if code := run([]string{"--help"}, &out); code != 0 {
 		t.Fatalf("--help exited %d", code)
 	}
-	for _, flag := range []string{"-addr", "-models-dir", "-ort-lib", "-ort-cuda-lib", "-config", "-device", "auto", "--gpu", "127.0.0.1:8080", "fetch-models.sh"} {
+	for _, flag := range []string{"-addr", "-grpc-addr", "127.0.0.1:8081", "-models-dir", "-ort-lib", "-ort-cuda-lib", "-config", "-device", "auto", "--gpu", "127.0.0.1:8080", "fetch-models.sh"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("--help does not mention %s", flag)
 		}

@@ -53,7 +53,7 @@ func startProc(t *testing.T, flags ...string) *proc {
 	addr := ln.Addr().String()
 	ln.Close()
 	home := paths.RepoHome()
-	args := append([]string{"--addr", addr, "--config", cfg, "--ort-lib", paths.ORTLib(home), "--models-dir", t.TempDir()}, flags...)
+	args := append([]string{"--addr", addr, "--grpc-addr", "127.0.0.1:0", "--config", cfg, "--ort-lib", paths.ORTLib(home), "--models-dir", t.TempDir()}, flags...)
 	p := &proc{url: "http://" + addr, logs: &bytes.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Env = append(os.Environ(), envMain+"=1")
@@ -341,7 +341,7 @@ func TestIndexOpenFailures(t *testing.T) {
 		{[]string{"--index-postgres", "postgres://postgres@" + closed + "/x?connect_timeout=5"}, "pgstore"},
 		{[]string{"--index-snapshot", "/nonexistent/dir/index.snap"}, "no such file or directory"},
 	} {
-		args := append([]string{"--addr", "127.0.0.1:0", "--config", cfg, "--ort-lib", paths.ORTLib(home)}, c.flags...)
+		args := append([]string{"--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--config", cfg, "--ort-lib", paths.ORTLib(home)}, c.flags...)
 		cmd := exec.Command(os.Args[0], args...)
 		cmd.Env = append(os.Environ(), envMain+"=1")
 		out, err := cmd.CombinedOutput()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"unsafe"
 
@@ -23,7 +24,7 @@ import (
 
 type Request struct {
 	ID         string          `json:"id,omitempty"`
-	Parameters Parameters      `json:"Parameters,omitempty"`
+	Parameters Parameters      `json:"parameters,omitempty"`
 	Inputs     []RequestInput  `json:"inputs"`
 	Outputs    []RequestOutput `json:"outputs,omitempty"`
 }
@@ -47,13 +48,13 @@ type RequestInput struct {
 	Name       string          `json:"name"`
 	Shape      []int64         `json:"shape"`
 	Datatype   string          `json:"datatype"`
-	Parameters Parameters      `json:"Parameters,omitempty"`
+	Parameters Parameters      `json:"parameters,omitempty"`
 	Data       json.RawMessage `json:"data,omitempty"`
 }
 
 type RequestOutput struct {
 	Name       string     `json:"name"`
-	Parameters Parameters `json:"Parameters,omitempty"`
+	Parameters Parameters `json:"parameters,omitempty"`
 }
 
 type Response struct {
@@ -67,7 +68,7 @@ type ResponseOutput struct {
 	Name       string          `json:"name"`
 	Datatype   string          `json:"datatype"`
 	Shape      []int64         `json:"shape"`
-	Parameters map[string]any  `json:"Parameters,omitempty"`
+	Parameters map[string]any  `json:"parameters,omitempty"`
 	Data       json.RawMessage `json:"data,omitempty"`
 }
 
@@ -95,64 +96,162 @@ func DecodeRequest(body []byte, headerLen int, sig []inference.TensorInfo, batch
 	if len(req.Inputs) == 0 {
 		return nil, nil, BadInput("no inputs")
 	}
-	byName := map[string]int{}
-	for i, info := range sig {
-		byName[info.Name] = i
-	}
-	tensors := make([]inference.Tensor, len(sig))
-	seen := make([]bool, len(sig))
+	inputs := NewInputs(sig, batched, maxBatch)
 	for _, in := range req.Inputs {
-		idx, ok := byName[in.Name]
-		if !ok {
-			return nil, nil, BadInput("unknown input %q", in.Name)
-		}
-		if seen[idx] {
-			return nil, nil, BadInput("input %q given twice", in.Name)
-		}
-		seen[idx] = true
-		info := sig[idx]
-		dt, ok := inference.ParseDType(in.Datatype)
-		if !ok {
-			return nil, nil, BadInput("input %q: unsupported datatype %q", in.Name, in.Datatype)
-		}
-		if dt != info.DType {
-			return nil, nil, BadInput("input %q: datatype %s, the model wants %s", in.Name, in.Datatype, info.DType)
-		}
-		if err := checkShape(in.Shape, info.Shape, batched, maxBatch); err != nil {
-			return nil, nil, BadInput("input %q: %v", in.Name, err)
-		}
-		t := inference.Tensor{DType: dt, Shape: in.Shape}
-		want := t.Elements() * int64(dt.Size())
-		if size, ok := in.Parameters.Int("binary_data_size"); ok {
-			if in.Data != nil {
-				return nil, nil, BadInput("input %q has both binary_data_size and data", in.Name)
+		err := inputs.Add(in.Name, in.Datatype, in.Shape, func(dt inference.DType, n int64) ([]byte, error) {
+			size, ok := in.Parameters.Int("binary_data_size")
+			if !ok {
+				return parseJSONData(in.Data, dt, n)
 			}
-			if size != want {
-				return nil, nil, BadInput("input %q: binary_data_size %d, shape %v of %s needs %d bytes", in.Name, size, in.Shape, dt, want)
+			if in.Data != nil {
+				return nil, errors.New("both binary_data_size and data")
+			}
+			if want := n * int64(dt.Size()); size != want {
+				return nil, fmt.Errorf("binary_data_size %d, shape %v of %s needs %d bytes", size, in.Shape, dt, want)
 			}
 			if size > int64(len(binaryPart)) {
-				return nil, nil, BadInput("input %q: binary_data_size %d exceeds the %d binary bytes left", in.Name, size, len(binaryPart))
+				return nil, fmt.Errorf("binary_data_size %d exceeds the %d binary bytes left", size, len(binaryPart))
 			}
-			t.Data, binaryPart = binaryPart[:size], binaryPart[size:]
-		} else {
-			data, err := parseJSONData(in.Data, dt, t.Elements())
-			if err != nil {
-				return nil, nil, BadInput("input %q: %v", in.Name, err)
-			}
-			t.Data = data
+			var data []byte
+			data, binaryPart = binaryPart[:size], binaryPart[size:]
+			return data, nil
+		})
+		if err != nil {
+			return nil, nil, err
 		}
-		tensors[idx] = t
 	}
 	if len(binaryPart) != 0 {
 		return nil, nil, BadInput("%d binary bytes after the last input", len(binaryPart))
 	}
-	for i, ok := range seen {
-		if !ok {
-			return nil, nil, BadInput("missing input %q", sig[i].Name)
+	tensors, err := inputs.Tensors()
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, o := range req.Outputs {
+		for key := range o.Parameters {
+			if err := CheckOutputParameter(o.Name, key); err != nil {
+				return nil, nil, err
+			}
 		}
 	}
 	return &req, tensors, nil
 }
+
+// RequestedOutputs names the outputs the request asks for, in its order.
+func (r *Request) RequestedOutputs() []string {
+	names := make([]string, len(r.Outputs))
+	for i, o := range r.Outputs {
+		names[i] = o.Name
+	}
+	return names
+}
+
+// Inputs checks a request's input tensors against a model's signature,
+// whatever transport carried them (JSON, binary, gRPC), and collects them
+// in the model's order.
+type Inputs struct {
+	sig      []inference.TensorInfo
+	batched  bool
+	maxBatch int
+	tensors  []inference.Tensor
+	seen     []bool
+}
+
+// NewInputs starts collecting inputs for a model with this signature. With
+// batched, the leading dimension is the batch, from 1 to maxBatch rows.
+func NewInputs(sig []inference.TensorInfo, batched bool, maxBatch int) *Inputs {
+	return &Inputs{sig: sig, batched: batched, maxBatch: maxBatch,
+		tensors: make([]inference.Tensor, len(sig)), seen: make([]bool, len(sig))}
+}
+
+// Add checks an input's name, datatype and shape against the model, then
+// asks data for its bytes, given its type and element count. Any error is
+// a bad input that names the tensor.
+func (in *Inputs) Add(name, datatype string, shape []int64, data func(dt inference.DType, elements int64) ([]byte, error)) error {
+	idx := slices.IndexFunc(in.sig, func(t inference.TensorInfo) bool { return t.Name == name })
+	if idx < 0 {
+		return BadInput("unknown input %q", name)
+	}
+	if in.seen[idx] {
+		return BadInput("input %q given twice", name)
+	}
+	in.seen[idx] = true
+	info := in.sig[idx]
+	dt, ok := inference.ParseDType(datatype)
+	if !ok {
+		return BadInput("input %q: unsupported datatype %q", name, datatype)
+	}
+	if dt != info.DType {
+		return BadInput("input %q: datatype %s, the model wants %s", name, datatype, info.DType)
+	}
+	if err := checkShape(shape, info.Shape, in.batched, in.maxBatch); err != nil {
+		return BadInput("input %q: %v", name, err)
+	}
+	t := inference.Tensor{DType: dt, Shape: shape}
+	b, err := data(dt, t.Elements())
+	if err != nil {
+		return BadInput("input %q: %v", name, err)
+	}
+	if want := t.Elements() * int64(dt.Size()); int64(len(b)) != want {
+		return BadInput("input %q: %d bytes of data, shape %v of %s needs %d", name, len(b), shape, dt, want)
+	}
+	t.Data = b
+	in.tensors[idx] = t
+	return nil
+}
+
+// Tensors returns the inputs in the model's order, once every one was given.
+func (in *Inputs) Tensors() ([]inference.Tensor, error) {
+	for i, ok := range in.seen {
+		if !ok {
+			return nil, BadInput("missing input %q", in.sig[i].Name)
+		}
+	}
+	return in.tensors, nil
+}
+
+// SelectOutputs finds the requested outputs among the model's; none
+// requested means all of them, in the model's order.
+func SelectOutputs(model, requested []string) ([]int, error) {
+	if len(requested) == 0 {
+		all := make([]int, len(model))
+		for i := range all {
+			all[i] = i
+		}
+		return all, nil
+	}
+	idx := make([]int, len(requested))
+	for i, name := range requested {
+		idx[i] = slices.Index(model, name)
+		if idx[i] < 0 {
+			return nil, BadInput("unknown output %q", name)
+		}
+	}
+	return idx, nil
+}
+
+// CheckOutputParameter refuses the parameters of extensions that are not
+// served: answering raw tensors to a client that asked for class labels
+// would be wrong without an error.
+func CheckOutputParameter(output, key string) error {
+	if key == "classification" {
+		return BadInput("output %q: the classification extension is not supported", output)
+	}
+	return nil
+}
+
+// CheckVersion accepts the one version every model has, "1", or none.
+func CheckVersion(model, version string) error {
+	if version == "" || version == "1" {
+		return nil
+	}
+	return NotFoundError("model " + model + " has only version 1")
+}
+
+// NotFoundError is a model or version that does not exist.
+type NotFoundError string
+
+func (e NotFoundError) Error() string { return string(e) }
 
 // checkShape matches a request shape against the model's: same rank, equal
 // fixed dimensions, and for batched models a leading dimension within the
@@ -341,33 +440,21 @@ func appendFloat(out []byte, f float64, bits int) []byte {
 	return strconv.AppendFloat(out, f, 'g', -1, bits)
 }
 
-// EncodeResponse builds the response body. It returns the length of the
-// JSON header when any output is sent as binary, else -1.
-func EncodeResponse(model string, req *Request, names []string, outs []inference.Tensor) ([]byte, int, error) {
-	wanted := req.Outputs
-	if len(wanted) == 0 {
-		for _, n := range names {
-			wanted = append(wanted, RequestOutput{Name: n})
-		}
-	}
+// EncodeResponse builds the response body for the selected outputs (from
+// SelectOutputs). It returns the length of the JSON header when any output
+// is sent as binary, else -1.
+func EncodeResponse(model string, req *Request, names []string, selected []int, outs []inference.Tensor) ([]byte, int, error) {
 	defaultBinary := req.Parameters.Flag("binary_data_output")
 	resp := Response{ModelName: model, ModelVersion: "1", ID: req.ID}
 	var blobs [][]byte
-	for _, w := range wanted {
-		idx := -1
-		for i, n := range names {
-			if n == w.Name {
-				idx = i
-			}
-		}
-		if idx < 0 {
-			return nil, 0, BadInput("unknown output %q", w.Name)
-		}
+	for i, idx := range selected {
 		t := outs[idx]
-		ro := ResponseOutput{Name: w.Name, Datatype: t.DType.String(), Shape: t.Shape}
+		ro := ResponseOutput{Name: names[idx], Datatype: t.DType.String(), Shape: t.Shape}
 		binaryOut := defaultBinary
-		if v, ok := w.Parameters["binary_data"].(bool); ok {
-			binaryOut = v
+		if i < len(req.Outputs) {
+			if v, ok := req.Outputs[i].Parameters["binary_data"].(bool); ok {
+				binaryOut = v
+			}
 		}
 		if binaryOut {
 			ro.Parameters = map[string]any{"binary_data_size": len(t.Data)}

@@ -50,7 +50,7 @@ func TestIntegerRanges(t *testing.T) {
 
 func TestResponseRoundTrip(t *testing.T) {
 	out := inference.NewTensor([]int64{1, 3}, []int32{-1, 0, 2147483647})
-	body, n, err := EncodeResponse("m", &Request{ID: "7"}, []string{"y"}, []inference.Tensor{out})
+	body, n, err := EncodeResponse("m", &Request{ID: "7"}, []string{"y"}, []int{0}, []inference.Tensor{out})
 	if err != nil || n != -1 {
 		t.Fatal(err, n)
 	}
@@ -58,11 +58,25 @@ func TestResponseRoundTrip(t *testing.T) {
 	if string(body) != want {
 		t.Fatalf("got %s", body)
 	}
-	body, n, err = EncodeResponse("m", &Request{Parameters: Parameters{"binary_data_output": true}}, []string{"y"}, []inference.Tensor{out})
+	body, n, err = EncodeResponse("m", &Request{Parameters: Parameters{"binary_data_output": true}}, []string{"y"}, []int{0}, []inference.Tensor{out})
 	if err != nil || n <= 0 || string(body[n:]) != string(out.Data) {
 		t.Fatalf("binary: %v %d", err, n)
 	}
-	if _, _, err := EncodeResponse("m", &Request{Outputs: []RequestOutput{{Name: "z"}}}, []string{"y"}, []inference.Tensor{out}); !errors.Is(err, ErrBadInput) {
+	want = `{"model_name":"m","model_version":"1","outputs":[{"name":"y","datatype":"INT32","shape":[1,3],"parameters":{"binary_data_size":12}}]}`
+	if string(body[:n]) != want {
+		t.Fatalf("binary header %s", body[:n])
+	}
+}
+
+func TestSelectOutputs(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	if got, err := SelectOutputs(names, nil); err != nil || !slices.Equal(got, []int{0, 1, 2}) {
+		t.Fatalf("all: %v %v", got, err)
+	}
+	if got, err := SelectOutputs(names, []string{"c", "a"}); err != nil || !slices.Equal(got, []int{2, 0}) {
+		t.Fatalf("c, a: %v %v", got, err)
+	}
+	if _, err := SelectOutputs(names, []string{"z"}); !errors.Is(err, ErrBadInput) {
 		t.Fatalf("unknown output: %v", err)
 	}
 }
