@@ -24,6 +24,7 @@ type Session struct {
 	inputs  []TensorInfo
 	outputs []TensorInfo
 	bound   boundOnce // RunBound's state, made on first use
+	shapes  func(inputs []Tensor) [][]int64
 }
 
 // NewSession loads a model from its serialised bytes.
@@ -128,6 +129,15 @@ func (s *Session) Inputs() []TensorInfo { return s.inputs }
 // Outputs lists the model's outputs in the order Run returns them.
 func (s *Session) Outputs() []TensorInfo { return s.outputs }
 
+// PredictOutputShapes installs f, which gives every output's shape for a
+// run's inputs (a nil entry: unknown). Run then hands ONNX Runtime Go
+// buffers of those shapes even where the model declares dynamic
+// dimensions other than the batch, such as an image's height and width.
+// That is the only way to get FP16 and BF16 outputs of such models (see
+// preallocate). A predicted shape that contradicts the declared one is
+// ignored. Call it before the session's first Run.
+func (s *Session) PredictOutputShapes(f func(inputs []Tensor) [][]int64) { s.shapes = f }
+
 // Run executes the model once. Inputs are passed to ONNX Runtime without a
 // copy; outputs are Go memory that outlives the call.
 func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
@@ -206,10 +216,17 @@ func (s *Session) preallocate(out []ort.Value, inputs []Tensor) error {
 		}
 		batch = t.Shape[0]
 	}
+	var predicted [][]int64
+	if s.shapes != nil {
+		predicted = s.shapes(inputs)
+	}
 	for i, info := range s.outputs {
 		shape := append([]int64(nil), info.Shape...)
 		if len(shape) > 0 && shape[0] == -1 && batch >= 0 {
 			shape[0] = batch
+		}
+		if i < len(predicted) && fitsDeclared(predicted[i], info.Shape) {
+			shape = predicted[i]
 		}
 		known := true
 		for _, d := range shape {
@@ -226,6 +243,20 @@ func (s *Session) preallocate(out []ort.Value, inputs []Tensor) error {
 		out[i] = v
 	}
 	return nil
+}
+
+// fitsDeclared reports whether a fully known shape agrees with a declared
+// one (-1 dimensions match anything).
+func fitsDeclared(shape, declared []int64) bool {
+	if len(shape) != len(declared) {
+		return false
+	}
+	for i, d := range shape {
+		if d < 0 || (declared[i] >= 0 && declared[i] != d) {
+			return false
+		}
+	}
+	return true
 }
 
 // fromValue takes the Go-owned data out of an output value. onnxruntime_go
