@@ -159,6 +159,14 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 		if err := t.Validate(); err != nil {
 			return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
 		}
+		if len(t.Shape) == 0 {
+			v, err := newScalar(t)
+			if err != nil {
+				return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
+			}
+			in[i] = v
+			continue
+		}
 		data := t.Data
 		if len(data) == 0 {
 			// ONNX Runtime accepts an empty tensor (a KV cache of length 0,
@@ -196,6 +204,31 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 		result[i] = t
 	}
 	return result, nil
+}
+
+// newScalar makes a rank-0 value (a diffusion UNet's timestep in optimum's
+// exports): onnxruntime_go's tensors need at least one dimension, its
+// Scalar type none.
+func newScalar(t Tensor) (ort.Value, error) {
+	switch t.DType {
+	case FP32:
+		return ort.NewScalar(Values[float32](t)[0])
+	case FP64:
+		return ort.NewScalar(Values[float64](t)[0])
+	case INT64:
+		return ort.NewScalar(Values[int64](t)[0])
+	case INT32:
+		return ort.NewScalar(Values[int32](t)[0])
+	case INT16:
+		return ort.NewScalar(Values[int16](t)[0])
+	case INT8:
+		return ort.NewScalar(Values[int8](t)[0])
+	case UINT8:
+		return ort.NewScalar(Values[uint8](t)[0])
+	case BOOL:
+		return ort.NewScalar(t.Data[0] != 0)
+	}
+	return nil, fmt.Errorf("scalar inputs of type %v are not supported", t.DType)
 }
 
 // preallocate gives ONNX Runtime Go buffers for every output whose shape is

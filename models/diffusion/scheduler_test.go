@@ -33,15 +33,15 @@ type fixture struct {
 		} `json:"steps"`
 	} `json:"cases"`
 	Img2Img []struct {
-		Steps         int             `json:"num_inference_steps"`
-		Strength      float64         `json:"strength"`
-		Config        json.RawMessage `json:"config"`
-		TStart        int             `json:"t_start"`
-		Timesteps     []float64       `json:"timesteps"`
-		NoiseSigma    float64         `json:"noise_sigma"`
-		InitLatents   []float32       `json:"init_latents"`
-		Noise         []float32       `json:"noise"`
-		NoisyLatents  []float32       `json:"noisy_latents"`
+		Steps        int             `json:"num_inference_steps"`
+		Strength     float64         `json:"strength"`
+		Config       json.RawMessage `json:"config"`
+		TStart       int             `json:"t_start"`
+		Timesteps    []float64       `json:"timesteps"`
+		NoiseSigma   float64         `json:"noise_sigma"`
+		InitLatents  []float32       `json:"init_latents"`
+		Noise        []float32       `json:"noise"`
+		NoisyLatents []float32       `json:"noisy_latents"`
 	} `json:"img2img"`
 }
 
