@@ -43,11 +43,11 @@ func knownTask(t string) bool { _, ok := tasks[t]; return ok }
 
 // TaskOptions are a task's optional behaviours in the registry.
 type TaskOptions struct {
-	// WarmUp builds the inputs of the warm-up run from the session's
-	// inputs. Without it the run feeds zeros with every dynamic dimension
-	// 1, which a model that downsamples an image several times cannot
-	// take.
-	WarmUp func(inputs []inference.TensorInfo) []inference.Tensor
+	// WarmUp builds the inputs of a warm-up run of rows rows (one run per
+	// batch bucket) from the session's inputs. Without it the runs feed
+	// zeros with every other dynamic dimension 1, which a model that
+	// downsamples an image several times cannot take.
+	WarmUp func(inputs []inference.TensorInfo, rows int) []inference.Tensor
 	// OutputShapes, given the session's signature, returns how to predict
 	// its output shapes from a run's inputs (see
 	// inference.Session.PredictOutputShapes): FP16 outputs with dynamic
@@ -89,7 +89,7 @@ func RegisterWarmUp(task string, inputs WarmUpInputs) {
 		panic("models: warm-up for an unknown task: " + task)
 	}
 	o := taskOptions[task]
-	o.WarmUp = inputs
+	o.WarmUp = func(in []inference.TensorInfo, _ int) []inference.Tensor { return inputs(in) }
 	taskOptions[task] = o
 }
 
@@ -306,11 +306,12 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 
 // warmUp runs one batch of zeros, so the first client request does not pay
 // for ONNX Runtime's lazy initialisation. rows fills a dynamic batch
-// dimension; other dynamic dimensions are 1.
-// A task's own builder, when it has one, makes the inputs instead.
-func warmUp(st *State, rows int, build func([]inference.TensorInfo) []inference.Tensor) error {
+// dimension; other dynamic dimensions are 1. A task's own builder, when it
+// has one, makes the inputs instead, and they go to the session directly:
+// they need not wait max_queue_delay for company that never comes.
+func warmUp(st *State, rows int, build func([]inference.TensorInfo, int) []inference.Tensor) error {
 	if build != nil {
-		_, err := st.Scheduler.Submit(context.Background(), build(st.Inputs))
+		_, err := st.session.Run(build(st.Inputs, rows))
 		return err
 	}
 	inputs := make([]inference.Tensor, len(st.Inputs))

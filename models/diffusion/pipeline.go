@@ -194,11 +194,12 @@ type Request struct {
 	// Seed makes the request reproducible; nil draws one. Image i uses
 	// Seed+i (mod 2^32).
 	Seed *uint32
-	// Image, for image-to-image, is the picture to start from; it is
-	// resized to Width x Height (or, without them, fitted to the default
-	// size's area). Mask, optional, marks with 255 the pixels that may
-	// change (soft values blend); the result then has Image's size and
-	// every pixel outside the mask is Image's.
+	// Image, for image-to-image, is the picture to start from. It is
+	// generated at Width x Height, or without them at its aspect ratio
+	// scaled to the default size's area, and then comes back at its own
+	// size. Mask, optional, marks with 255 the pixels that may change
+	// (soft values blend); the result then has Image's size and every
+	// pixel outside the mask is Image's.
 	Image    *image.NRGBA
 	Mask     *image.Gray
 	Strength float64
@@ -208,7 +209,8 @@ type Request struct {
 
 // Result holds a request's images in order, withheld ones included.
 type Result struct {
-	Images        []Output
+	Images []Output
+	// Width and Height are the returned images' size.
 	Width, Height int
 	Steps         int // UNet evaluations per image
 	Timing        Timing
@@ -335,6 +337,27 @@ func fitArea(w, h, area, maxSide int) (int, int) {
 	return round(float64(w) * k), round(float64(h) * k)
 }
 
+// Check refuses, without running anything, a request that Generate would
+// refuse before its first model run: bad parameters, a blocked prompt, no
+// NSFW check available, no image-to-image for this model.
+func (p *Pipeline) Check(req *Request) error {
+	if _, err := p.plan(req, func() uint32 { return 0 }); err != nil {
+		return err
+	}
+	if err := p.guard.CheckPrompt(req.Prompt); err != nil {
+		return err
+	}
+	if _, _, err := p.guard.Which(); err != nil {
+		return err
+	}
+	if req.Image != nil {
+		if st := p.encoder.State(); st.Status != models.StatusReady {
+			return fmt.Errorf("%w: %s is %s: %s", models.ErrNotReady, p.encoder.Config.Name, st.Status, st.Reason)
+		}
+	}
+	return nil
+}
+
 // Generate runs one request. The prompt is checked against the blocklist
 // and an uploaded image against the NSFW guard before any compute; every
 // generated image is checked before it is returned, and a flagged one
@@ -409,10 +432,19 @@ func (p *Pipeline) Generate(ctx context.Context, req *Request, rnd func() uint32
 	if err != nil {
 		return nil, err
 	}
-	if req.Mask != nil {
+	switch {
+	case req.Mask != nil:
 		for i, g := range imgs {
 			imgs[i] = Composite(req.Image, g, req.Mask)
 		}
+	case req.Image != nil && req.Width == 0 && !req.Image.Rect.Size().Eq(image.Pt(pl.width, pl.height)):
+		// An edit comes back at the upload's size unless a size was asked.
+		for i, g := range imgs {
+			imgs[i] = preprocess.ResizeRGB(g, req.Image.Rect.Dx(), req.Image.Rect.Dy(), preprocess.Lanczos3)
+		}
+	}
+	if len(imgs) > 0 {
+		res.Width, res.Height = imgs[0].Rect.Dx(), imgs[0].Rect.Dy()
 	}
 	res.Timing.Decode = time.Since(start)
 

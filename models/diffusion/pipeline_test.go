@@ -259,9 +259,10 @@ func TestImageToImageMatchesReference(t *testing.T) {
 	}
 	// Default steps: the one default step that runs at strength 0.5 needs 2.
 	res = generate(t, p, Request{Prompt: "a cat", Image: src, Strength: 0.5, Seed: fixedSeed(5)})
-	// 256x192 scaled to about 512x512's area, in multiples of 64.
-	if res.Steps != 1 || res.Width != 576 || res.Height != 448 {
-		t.Errorf("defaults: %d steps at %dx%d, want 1 at 576x448 (the default area at the image's aspect)", res.Steps, res.Width, res.Height)
+	// Generated at 576x448 (256x192 scaled to about 512x512's area, in
+	// multiples of 64), returned at the upload's size.
+	if res.Steps != 1 || res.Width != 256 || res.Height != 192 || res.Images[0].Image.Rect.Dx() != 256 {
+		t.Errorf("defaults: %d steps, %dx%d, want 1 step returned at 256x192", res.Steps, res.Width, res.Height)
 	}
 }
 

@@ -312,24 +312,28 @@ func predictSafetyChecker(inputs, outputs []inference.TensorInfo) func([]inferen
 	}
 }
 
-// Warm-up inputs: one row of the smallest shapes the real models take.
+// Warm-up inputs: rows rows (a full batch, so the run does not wait for
+// company) of the smallest shapes the real models take.
 
-func warmTextEncoder(in []inference.TensorInfo) []inference.Tensor {
+func warmTextEncoder(in []inference.TensorInfo, rows int) []inference.Tensor {
 	n := int64(warmUpTextLength)
 	if in[0].Shape[1] > 0 {
 		n = in[0].Shape[1]
 	}
-	ids := make([]int64, n)
-	ids[0], ids[1] = clipBOS, clipEOS
-	return []inference.Tensor{idsTensor(in[0].DType, []int64{1, n}, ids)}
+	ids := make([]int64, int64(rows)*n)
+	for r := range rows {
+		ids[int64(r)*n], ids[int64(r)*n+1] = clipBOS, clipEOS
+	}
+	return []inference.Tensor{idsTensor(in[0].DType, []int64{int64(rows), n}, ids)}
 }
 
-func warmUNet(in []inference.TensorInfo) []inference.Tensor {
+func warmUNet(in []inference.TensorInfo, rows int) []inference.Tensor {
 	out := make([]inference.Tensor, len(in))
+	b := int64(rows)
 	for i, info := range in {
 		switch info.Name {
 		case inputSample:
-			out[i] = zeros(info.DType, 1, latentChannels, warmUpLatentSize, warmUpLatentSize)
+			out[i] = zeros(info.DType, b, latentChannels, warmUpLatentSize, warmUpLatentSize)
 		case inputTimestep:
 			shape := []int64{}
 			if len(info.Shape) == 1 {
@@ -341,29 +345,29 @@ func warmUNet(in []inference.TensorInfo) []inference.Tensor {
 			if info.Shape[2] > 0 {
 				d = info.Shape[2]
 			}
-			out[i] = zeros(info.DType, 1, warmUpTextLength, d)
+			out[i] = zeros(info.DType, b, warmUpTextLength, d)
 		}
 	}
 	return out
 }
 
-func warmLatents(in []inference.TensorInfo) []inference.Tensor {
-	return []inference.Tensor{zeros(in[0].DType, 1, latentChannels, warmUpLatentSize, warmUpLatentSize)}
+func warmLatents(in []inference.TensorInfo, rows int) []inference.Tensor {
+	return []inference.Tensor{zeros(in[0].DType, int64(rows), latentChannels, warmUpLatentSize, warmUpLatentSize)}
 }
 
-func warmVAEEncoder(in []inference.TensorInfo) []inference.Tensor {
+func warmVAEEncoder(in []inference.TensorInfo, rows int) []inference.Tensor {
 	px := int64(warmUpLatentSize * vaeDownsample)
-	return []inference.Tensor{zeros(in[0].DType, 1, 3, px, px)}
+	return []inference.Tensor{zeros(in[0].DType, int64(rows), 3, px, px)}
 }
 
-func warmSafetyChecker(in []inference.TensorInfo) []inference.Tensor {
+func warmSafetyChecker(in []inference.TensorInfo, rows int) []inference.Tensor {
 	out := make([]inference.Tensor, len(in))
 	px := int64(warmUpLatentSize * vaeDownsample)
 	for i, info := range in {
 		if info.Name == inputClip {
-			out[i] = zeros(info.DType, 1, 3, safetyCheckerPixels, safetyCheckerPixels)
+			out[i] = zeros(info.DType, int64(rows), 3, safetyCheckerPixels, safetyCheckerPixels)
 		} else {
-			out[i] = zeros(info.DType, 1, px, px, 3)
+			out[i] = zeros(info.DType, int64(rows), px, px, 3)
 		}
 	}
 	return out
