@@ -216,7 +216,9 @@ func TestImagesConcurrentRequestsShareABatch(t *testing.T) {
 	var wg sync.WaitGroup
 	replies := make([]imagesReply, 2)
 	for i := range 2 {
-		wg.Go(func() { replies[i] = generateOK(t, srv, map[string]any{"model": "sd", "prompt": "a cat", "seed": 10 + i, "size": "256x256"}) })
+		wg.Go(func() {
+			replies[i] = generateOK(t, srv, map[string]any{"model": "sd", "prompt": "a cat", "seed": 10 + i, "size": "256x256"})
+		})
 	}
 	wg.Wait()
 	if e := metric(t, srv, "imgserve_inference_exec_total", `model="sd"`) - e0; e != 1 {
