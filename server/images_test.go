@@ -217,10 +217,16 @@ func TestImagesConcurrentRequestsShareABatch(t *testing.T) {
 	replies := make([]imagesReply, 2)
 	for i := range 2 {
 		wg.Go(func() {
-			replies[i] = generateOK(t, srv, map[string]any{"model": "sd", "prompt": "a cat", "seed": 10 + i, "size": "256x256"})
+			code, resp := postJSON(t, srv.URL+"/v1/images/generations", map[string]any{"model": "sd", "prompt": "a cat", "seed": 10 + i, "size": "256x256"})
+			if code != http.StatusOK || json.Unmarshal(resp, &replies[i]) != nil || len(replies[i].Data) != 1 {
+				t.Errorf("request %d: %d %s", i, code, resp)
+			}
 		})
 	}
 	wg.Wait()
+	if t.Failed() {
+		return
+	}
 	if e := metric(t, srv, "imgserve_inference_exec_total", `model="sd"`) - e0; e != 1 {
 		t.Errorf("two concurrent requests took %v UNet runs, want 1", e)
 	}
