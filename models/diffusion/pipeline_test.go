@@ -15,6 +15,9 @@ import (
 	"github.com/imgserve/imgserve/internal/testmodels"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/clip"
+	// The embedded configuration names their tasks too.
+	_ "github.com/imgserve/imgserve/models/caption"
+	_ "github.com/imgserve/imgserve/models/inpaint"
 )
 
 // The synthetic models (internal/testmodels/README.md) make the pipeline's
@@ -503,5 +506,36 @@ func TestBadRequests(t *testing.T) {
 		if _, err := p.Generate(context.Background(), &req, func() uint32 { return 1 }); !errors.Is(err, ErrBadParams) {
 			t.Errorf("%+v: %v", req, err)
 		}
+	}
+}
+
+// The embedded configuration's image model parses: its options are known
+// and its components are configured with the right tasks.
+func TestDefaultConfigPipelineOptions(t *testing.T) {
+	cfg, err := models.DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := models.NewRegistry(cfg, models.Options{ModelsDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	names := NewRegistry(reg).Names()
+	if !slices.Equal(names, []string{"sd-turbo"}) {
+		t.Fatalf("image models %v", names)
+	}
+	m, _ := reg.Get("sd-turbo")
+	set, err := parseSettings(reg, "sd-turbo", m.Config.Options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for opt, task := range map[string]string{set.textEncoder: TaskTextEncoder, set.vaeDecoder: TaskVAEDecoder} {
+		if c, ok := reg.Get(opt); !ok || c.Config.Task != task {
+			t.Errorf("%s is not a %s model", opt, task)
+		}
+	}
+	if set.sampler != SamplerEuler || set.limits.DefaultSteps != 1 || set.limits.MaxSteps != 4 || set.limits.DefaultGuidance != 0 {
+		t.Errorf("sd-turbo defaults: %+v, sampler %s", set.limits, set.sampler)
+	}
+	// Without weights the pipeline reports what is missing.
+	if _, err := NewRegistry(reg).Get("sd-turbo"); !errors.Is(err, models.ErrNotReady) {
+		t.Errorf("without weights: %v", err)
 	}
 }
