@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -164,32 +162,7 @@ const sdUNetFP16Bytes = 1_731_821_448
 
 // BenchmarkDiffusionWeightsReadFloor reads 1.73 GB once per op on every
 // core: the memory-bandwidth floor of one real SD-Turbo UNet step.
-func BenchmarkDiffusionWeightsReadFloor(b *testing.B) {
-	words := make([]uint64, sdUNetFP16Bytes/8)
-	for i := range words {
-		words[i] = uint64(i)
-	}
-	workers := runtime.GOMAXPROCS(0)
-	var sink atomic.Uint64
-	b.SetBytes(sdUNetFP16Bytes)
-	for b.Loop() {
-		var wg sync.WaitGroup
-		for w := range workers {
-			part := words[w*len(words)/workers : (w+1)*len(words)/workers]
-			wg.Go(func() {
-				var s0, s1, s2, s3 uint64
-				for i := 0; i+3 < len(part); i += 4 {
-					s0 += part[i]
-					s1 += part[i+1]
-					s2 += part[i+2]
-					s3 += part[i+3]
-				}
-				sink.Add(s0 + s1 + s2 + s3)
-			})
-		}
-		wg.Wait()
-	}
-}
+func BenchmarkDiffusionWeightsReadFloor(b *testing.B) { benchReadFloor(b, sdUNetFP16Bytes) }
 
 // BenchmarkDiffusionUNetProxy times a stand-in for part of one real UNet
 // step: the first down block of SD 2.x's UNet at 512x512 (64x64 latents,
@@ -203,19 +176,7 @@ func BenchmarkDiffusionWeightsReadFloor(b *testing.B) {
 //	/usr/bin/python3 models/diffusion/testdata/unet_proxy.py /tmp/unet_proxy.onnx
 //	DIFFUSION_UNET_PROXY=/tmp/unet_proxy.onnx go test -run '^$' -bench DiffusionUNetProxy ./bench/
 func BenchmarkDiffusionUNetProxy(b *testing.B) {
-	path := os.Getenv("DIFFUSION_UNET_PROXY")
-	if path == "" {
-		b.Skip("set DIFFUSION_UNET_PROXY to a model written by models/diffusion/testdata/unet_proxy.py")
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := benchRuntime.NewSession(data, inference.SessionOptions{IntraOpThreads: runtime.NumCPU()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := proxySession(b, "DIFFUSION_UNET_PROXY", "models/diffusion/testdata/unet_proxy.py")
 	x := make([]float32, 320*64*64)
 	ctx := make([]float32, 77*1024)
 	for i := range x {

@@ -35,20 +35,25 @@ func init() {
 	)
 }
 
-// diffusionRegistries holds each server's pipelines, built on first use,
-// keyed weakly as captionRegistries is.
+// diffusionRegistries holds each server's pipelines, built on first use.
 var diffusionRegistries sync.Map // weak.Pointer[Server] -> *diffusion.Registry
 
 func (s *Server) diffusion() *diffusion.Registry {
+	return perServer(&diffusionRegistries, s, func() *diffusion.Registry { return diffusion.NewRegistry(s.opts.Registry) })
+}
+
+// perServer returns s's value in m, made on first use. The key is weak and
+// the entry goes with its server, so test servers do not pile up.
+func perServer[T any](m *sync.Map, s *Server, make func() T) T {
 	key := weak.Make(s)
-	if r, ok := diffusionRegistries.Load(key); ok {
-		return r.(*diffusion.Registry)
+	if v, ok := m.Load(key); ok {
+		return v.(T)
 	}
-	r, loaded := diffusionRegistries.LoadOrStore(key, diffusion.NewRegistry(s.opts.Registry))
+	v, loaded := m.LoadOrStore(key, make())
 	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { diffusionRegistries.Delete(k) }, key)
+		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { m.Delete(k) }, key)
 	}
-	return r.(*diffusion.Registry)
+	return v.(T)
 }
 
 // imageRequest is a generations or edits request after parsing.
@@ -171,27 +176,16 @@ func (r *imageRequest) set(key, v string) error {
 
 // imageGenerations is POST /v1/images/generations: OpenAI's JSON body.
 func (s *Server) imageGenerations(ctx *fasthttp.RequestCtx, _ routeParams) {
-	req := &imageRequest{format: "png"}
-	err := func() error {
-		body, err := requestBody(ctx, s.opts.MaxBodySize)
-		if err != nil {
-			return err
-		}
-		var obj map[string]json.RawMessage
-		if err := decodeJSON(body, &obj, false); err != nil {
-			return err
-		}
-		for k := range obj {
-			v, err := jsonScalar(obj, k)
-			if err != nil {
-				return err
-			}
-			if err := req.set(k, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	}()
+	s.images(ctx, s.parseGeneration)
+}
+
+// imageEdits is POST /v1/images/edits: OpenAI's multipart form.
+func (s *Server) imageEdits(ctx *fasthttp.RequestCtx, _ routeParams) {
+	s.images(ctx, s.parseEdit)
+}
+
+func (s *Server) images(ctx *fasthttp.RequestCtx, parse func(*fasthttp.RequestCtx) (*imageRequest, error)) {
+	req, err := parse(ctx)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -199,54 +193,74 @@ func (s *Server) imageGenerations(ctx *fasthttp.RequestCtx, _ routeParams) {
 	s.generateImages(ctx, req)
 }
 
-// imageEdits is POST /v1/images/edits: OpenAI's multipart form with the
-// image (field image, or image[] as OpenAI's SDKs send a list), an
-// optional mask and the parameters.
-func (s *Server) imageEdits(ctx *fasthttp.RequestCtx, _ routeParams) {
-	req := &imageRequest{edit: true, format: "png"}
-	err := func() error {
-		u, err := parseUpload(ctx, s.opts.MaxBodySize)
-		if err != nil {
-			return err
-		}
-		if !u.form {
-			return newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with the fields image, prompt and optionally mask")
-		}
-		for k, v := range u.fields {
-			switch k {
-			case "image", "image[]", "mask":
-				continue // read below, as bytes
-			}
-			if err := req.set(k, v); err != nil {
-				return err
-			}
-		}
-		for _, k := range []string{"image", "image[]"} {
-			if data, ok := u.files[k]; ok {
-				req.image = data
-			} else if v := u.fields[k]; v != "" && req.image == nil {
-				if req.image, err = formImage(k, []byte(v)); err != nil {
-					return err
-				}
-			}
-		}
-		if req.image == nil {
-			return missingField("image")
-		}
-		if data, ok := u.files["mask"]; ok {
-			req.mask = data
-		} else if v := u.fields["mask"]; v != "" {
-			if req.mask, err = formImage("mask", []byte(v)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}()
+func (s *Server) parseGeneration(ctx *fasthttp.RequestCtx) (*imageRequest, error) {
+	req := &imageRequest{format: "png"}
+	body, err := requestBody(ctx, s.opts.MaxBodySize)
 	if err != nil {
-		writeError(ctx, err)
-		return
+		return nil, err
 	}
-	s.generateImages(ctx, req)
+	var obj map[string]json.RawMessage
+	if err := decodeJSON(body, &obj, false); err != nil {
+		return nil, err
+	}
+	for k := range obj {
+		v, err := jsonScalar(obj, k)
+		if err == nil {
+			err = req.set(k, v)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return req, nil
+}
+
+// parseEdit reads the image (field image, or image[] as OpenAI's SDKs
+// send a list), an optional mask and the parameters.
+func (s *Server) parseEdit(ctx *fasthttp.RequestCtx) (*imageRequest, error) {
+	req := &imageRequest{edit: true, format: "png"}
+	u, err := parseUpload(ctx, s.opts.MaxBodySize)
+	if err != nil {
+		return nil, err
+	}
+	if !u.form {
+		return nil, newError(http.StatusUnsupportedMediaType, "unsupported_media_type", "send multipart/form-data with the fields image, prompt and optionally mask")
+	}
+	for k, v := range u.fields {
+		switch k {
+		case "image", "image[]", "mask":
+			continue // read below, as bytes
+		}
+		if err := req.set(k, v); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range []string{"image", "image[]"} {
+		if req.image == nil {
+			if req.image, err = formFile(u, k); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if req.image == nil {
+		return nil, missingField("image")
+	}
+	if req.mask, err = formFile(u, "mask"); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// formFile is a form's file part, or a field holding the image (its bytes,
+// base64 or a data URL); nil when absent.
+func formFile(u *upload, field string) ([]byte, error) {
+	if data, ok := u.files[field]; ok {
+		return data, nil
+	}
+	if v := u.fields[field]; v != "" {
+		return formImage(field, []byte(v))
+	}
+	return nil, nil
 }
 
 // imagesError gives the diffusion package's errors their status.
