@@ -3,6 +3,7 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -182,7 +183,9 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 	out := make([]ort.Value, len(s.outputs))
 	defer func() {
 		for _, v := range out {
-			if v != nil {
+			// A run that fails while converting an output leaves a typed
+			// nil (a nil *ort.CustomDataTensor) in its place.
+			if v != nil && !reflect.ValueOf(v).IsNil() {
 				v.Destroy()
 			}
 		}

@@ -1,5 +1,5 @@
 // Command imgserve serves image models (background removal, inpainting,
-// captioning, CLIP embeddings) over HTTP on ONNX Runtime.
+// captioning, CLIP embeddings, image generation) over HTTP on ONNX Runtime.
 package main
 
 import (
@@ -44,8 +44,8 @@ start-up for the NVIDIA driver, CUDA 13 and cuDNN 9, and names what is
 missing.
 
 Endpoints: KServe v2 under /v2 (and over gRPC on --grpc-addr), the task API
-under /v1, rembg's /api/remove, GET /v1/models and GET /metrics. See
-README.md.
+under /v1 (OpenAI's /v1/images/generations and /v1/images/edits among it),
+rembg's /api/remove, GET /v1/models and GET /metrics. See README.md.
 
 Flags:
 `
