@@ -51,22 +51,22 @@ type Catalog struct {
 // Item is one installable file. At least one of SHA256, MD5 and Bytes is set
 // (unless Manual), and at least one of Upstream and NPM.
 type Item struct {
-	Name     string    `yaml:"name"`
-	Kind     Kind      `yaml:"kind"`
-	File     string    `yaml:"file"`            // install file name, e.g. u2netp.onnx
-	Bytes    int64     `yaml:"bytes,omitempty"` // 0: unknown
-	SHA256   string    `yaml:"sha256,omitempty"`
-	MD5      string    `yaml:"md5,omitempty"`
+	Name   string `yaml:"name"`
+	Kind   Kind   `yaml:"kind"`
+	File   string `yaml:"file"`            // install file name, e.g. u2netp.onnx
+	Bytes  int64  `yaml:"bytes,omitempty"` // 0: unknown
+	SHA256 string `yaml:"sha256,omitempty"`
+	MD5    string `yaml:"md5,omitempty"`
 	// SHA256From, "huggingface", is for files whose checksum could not be
 	// obtained to pin here: the fetcher takes the sha256 that Hugging Face
 	// states for the file (its Git LFS object id, sent as X-Linked-Etag)
 	// and refuses a download that does not match it. That catches
 	// corruption and truncation; unlike a pinned checksum it trusts the
 	// host, and the fetcher says so.
-	SHA256From string `yaml:"sha256_from,omitempty"`
-	Upstream *Upstream `yaml:"upstream,omitempty"`
-	NPM      *NPM      `yaml:"npm,omitempty"`
-	License  string    `yaml:"license,omitempty"`
+	SHA256From string    `yaml:"sha256_from,omitempty"`
+	Upstream   *Upstream `yaml:"upstream,omitempty"`
+	NPM        *NPM      `yaml:"npm,omitempty"`
+	License    string    `yaml:"license,omitempty"`
 	// Optional items are fetched only when named: large models most
 	// deployments do not serve.
 	Optional bool `yaml:"optional,omitempty"`
