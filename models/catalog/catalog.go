@@ -48,12 +48,12 @@ type Catalog struct {
 	Items []Item `yaml:"items"`
 }
 
-// Item is one installable file. At least one of SHA256, MD5 and Bytes is set
-// (unless Manual), and at least one of Upstream and NPM.
+// Item is one installable file. At least one of SHA256, MD5, Bytes and
+// SHA256From is set (unless Manual), and at least one of Upstream and NPM.
 type Item struct {
 	Name   string `yaml:"name"`
 	Kind   Kind   `yaml:"kind"`
-	File   string `yaml:"file"`            // install file name, e.g. u2netp.onnx
+	File   string `yaml:"file"`            // install file name (or relative path), e.g. u2netp.onnx
 	Bytes  int64  `yaml:"bytes,omitempty"` // 0: unknown
 	SHA256 string `yaml:"sha256,omitempty"`
 	MD5    string `yaml:"md5,omitempty"`
