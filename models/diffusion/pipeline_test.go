@@ -18,6 +18,7 @@ import (
 	// The embedded configuration names their tasks too.
 	_ "github.com/imgserve/imgserve/models/caption"
 	_ "github.com/imgserve/imgserve/models/inpaint"
+	_ "github.com/imgserve/imgserve/models/matting"
 )
 
 // The synthetic models (internal/testmodels/README.md) make the pipeline's
