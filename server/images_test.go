@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -19,7 +20,11 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/imgserve/imgserve/internal/testmodels"
+	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
 
 // imagesConfig serves the synthetic Stable Diffusion models
@@ -480,12 +485,20 @@ func TestImagesFlaggedNeverLeave(t *testing.T) {
 		t.Errorf("flagged upload: %d %s", code, resp)
 	}
 
-	// KServe v2 does not hand out the pipeline's raw tensors.
+	// KServe v2, over HTTP or gRPC, does not hand out the pipeline's raw
+	// tensors.
+	c := grpcClient(t, srv.GRPCAddr)
 	for _, m := range []string{"sd-vae-dec", "sd", "sd-text", "sd-safety"} {
 		code, _, resp := do(t, "POST", srv.URL+"/v2/models/"+m+"/infer", jsonCT,
 			[]byte(`{"inputs":[{"name":"latent_sample","shape":[1,4,1,1],"datatype":"FP32","data":[0,0,0,0]}]}`))
 		if code != http.StatusForbidden {
 			t.Errorf("KServe infer on %s: %d %s", m, code, resp)
+		}
+		_, err := c.ModelInfer(context.Background(), &pb.ModelInferRequest{ModelName: m,
+			Inputs: []*pb.ModelInferRequest_InferInputTensor{{Name: "latent_sample", Datatype: "FP32", Shape: []int64{1, 4, 1, 1},
+				Contents: &pb.InferTensorContents{Fp32Contents: []float32{0, 0, 0, 0}}}}})
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("gRPC ModelInfer on %s: %v", m, err)
 		}
 	}
 }
