@@ -252,6 +252,10 @@ func serve(o options, log *slog.Logger) error {
 			return fmt.Errorf("gRPC: %w", err)
 		}
 	}
+	// Signals are caught before anyone can learn the address: a SIGTERM
+	// right after "listening" must drain, not kill.
+	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
 	grpcAt := "off"
@@ -275,8 +279,6 @@ func serve(o options, log *slog.Logger) error {
 		log.Info("imgserve ready")
 	}()
 
-	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
 	select {
 	case err := <-served:
 		return err
