@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -149,32 +147,7 @@ func BenchmarkCaptionDecode(b *testing.B) {
 // BenchmarkCaptionWeightsReadFloor reads 158.6 MB, the int8 merged
 // decoder's weights, once per op on every core: the memory-bandwidth floor
 // of one real decoder step at batch 1 on this machine.
-func BenchmarkCaptionWeightsReadFloor(b *testing.B) {
-	words := make([]uint64, realDecoderBytes/8)
-	for i := range words {
-		words[i] = uint64(i)
-	}
-	workers := runtime.GOMAXPROCS(0)
-	var sink atomic.Uint64
-	b.SetBytes(realDecoderBytes)
-	for b.Loop() {
-		var wg sync.WaitGroup
-		for w := range workers {
-			part := words[w*len(words)/workers : (w+1)*len(words)/workers]
-			wg.Go(func() {
-				var s0, s1, s2, s3 uint64
-				for i := 0; i+3 < len(part); i += 4 {
-					s0 += part[i]
-					s1 += part[i+1]
-					s2 += part[i+2]
-					s3 += part[i+3]
-				}
-				sink.Add(s0 + s1 + s2 + s3)
-			})
-		}
-		wg.Wait()
-	}
-}
+func BenchmarkCaptionWeightsReadFloor(b *testing.B) { benchReadFloor(b, realDecoderBytes) }
 
 // BenchmarkCaptionStepProxy times a stand-in for one real decoder step: the
 // export's int8 matrices with their shapes, dynamically quantised, on batch
@@ -185,19 +158,7 @@ func BenchmarkCaptionWeightsReadFloor(b *testing.B) {
 //	/usr/bin/python3 models/caption/testdata/step_proxy.py /tmp/step_proxy.onnx
 //	CAPTION_STEP_PROXY=/tmp/step_proxy.onnx go test -run '^$' -bench CaptionStepProxy ./bench/
 func BenchmarkCaptionStepProxy(b *testing.B) {
-	path := os.Getenv("CAPTION_STEP_PROXY")
-	if path == "" {
-		b.Skip("set CAPTION_STEP_PROXY to a model written by models/caption/testdata/step_proxy.py")
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := benchRuntime.NewSession(data, inference.SessionOptions{IntraOpThreads: runtime.NumCPU()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { s.Close() })
+	s := proxySession(b, "CAPTION_STEP_PROXY", "models/caption/testdata/step_proxy.py")
 	for _, rows := range []int{1, 4, 8, 32} {
 		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
 			x := make([]float32, rows*768)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -193,7 +194,7 @@ func (r *Runtime) NewBatchedSession(model []byte, so SessionOptions, rewrite boo
 	if err != nil {
 		return nil, BatchFixed, "", err
 	}
-	lead := leadingDims(orig)
+	lead := leadingDims(orig, so.SharedInputs)
 	switch {
 	case lead == -1:
 		return orig, BatchNative, "", nil
@@ -218,16 +219,20 @@ func (r *Runtime) NewBatchedSession(model []byte, so SessionOptions, rewrite boo
 	return cand, BatchRewritten, "", nil
 }
 
-// leadingDims returns the common leading dimension of all inputs and
-// outputs, or 0 when they disagree or one is a scalar.
-func leadingDims(s *Session) int64 {
+// leadingDims returns the common leading dimension of all inputs (but the
+// shared ones) and outputs, or 0 when they disagree or one is a scalar.
+func leadingDims(s *Session, shared []string) int64 {
 	var lead int64
-	for i, info := range append(append([]TensorInfo(nil), s.inputs...), s.outputs...) {
+	first := true
+	for _, info := range append(append([]TensorInfo(nil), s.inputs...), s.outputs...) {
+		if slices.Contains(shared, info.Name) && slices.ContainsFunc(s.inputs, func(t TensorInfo) bool { return t.Name == info.Name }) {
+			continue
+		}
 		switch {
 		case len(info.Shape) == 0:
 			return 0
-		case i == 0:
-			lead = info.Shape[0]
+		case first:
+			lead, first = info.Shape[0], false
 		case info.Shape[0] != lead:
 			return 0
 		}

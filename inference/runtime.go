@@ -151,6 +151,16 @@ type SessionOptions struct {
 	// order. Exports that also return large side outputs (ISNet's feature
 	// maps) would otherwise copy them out on every run.
 	Outputs []string
+	// ExternalDataDir is the folder of the model's external data files
+	// (weights stored beside the .onnx, as exports over 2 GB must). The
+	// model itself is loaded from memory, where ONNX Runtime has no folder
+	// to look in unless told.
+	ExternalDataDir string
+	// SharedInputs name inputs without a batch dimension, such as a
+	// diffusion UNet's timestep, which every row of a batch shares.
+	// NewBatchedSession leaves them out when it looks for the batch
+	// dimension.
+	SharedInputs []string
 }
 
 func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error) {
@@ -178,6 +188,11 @@ func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error)
 	}
 	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
 		return fail(err)
+	}
+	if so.ExternalDataDir != "" {
+		if err := opts.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", so.ExternalDataDir); err != nil {
+			return fail(err)
+		}
 	}
 	if r.device.CUDA {
 		if err := r.appendCUDA(opts); err != nil {

@@ -3,6 +3,7 @@ package inference
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -24,6 +25,7 @@ type Session struct {
 	inputs  []TensorInfo
 	outputs []TensorInfo
 	bound   boundOnce // RunBound's state, made on first use
+	shapes  func(inputs []Tensor) [][]int64
 }
 
 // NewSession loads a model from its serialised bytes.
@@ -128,6 +130,15 @@ func (s *Session) Inputs() []TensorInfo { return s.inputs }
 // Outputs lists the model's outputs in the order Run returns them.
 func (s *Session) Outputs() []TensorInfo { return s.outputs }
 
+// PredictOutputShapes installs f, which gives every output's shape for a
+// run's inputs (a nil entry: unknown). Run then hands ONNX Runtime Go
+// buffers of those shapes even where the model declares dynamic
+// dimensions other than the batch, such as an image's height and width.
+// That is the only way to get FP16 and BF16 outputs of such models (see
+// preallocate). A predicted shape that contradicts the declared one is
+// ignored. Call it before the session's first Run.
+func (s *Session) PredictOutputShapes(f func(inputs []Tensor) [][]int64) { s.shapes = f }
+
 // Run executes the model once. Inputs are passed to ONNX Runtime without a
 // copy; outputs are Go memory that outlives the call.
 func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
@@ -149,6 +160,14 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 		if err := t.Validate(); err != nil {
 			return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
 		}
+		if len(t.Shape) == 0 {
+			v, err := newScalar(t)
+			if err != nil {
+				return nil, fmt.Errorf("input %s: %w", s.inputs[i].Name, err)
+			}
+			in[i] = v
+			continue
+		}
 		data := t.Data
 		if len(data) == 0 {
 			// ONNX Runtime accepts an empty tensor (a KV cache of length 0,
@@ -164,7 +183,9 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 	out := make([]ort.Value, len(s.outputs))
 	defer func() {
 		for _, v := range out {
-			if v != nil {
+			// A run that fails while converting an output leaves a typed
+			// nil (a nil *ort.CustomDataTensor) in its place.
+			if v != nil && !reflect.ValueOf(v).IsNil() {
 				v.Destroy()
 			}
 		}
@@ -188,6 +209,31 @@ func (s *Session) Run(inputs []Tensor) ([]Tensor, error) {
 	return result, nil
 }
 
+// newScalar makes a rank-0 value (a diffusion UNet's timestep in optimum's
+// exports): onnxruntime_go's tensors need at least one dimension, its
+// Scalar type none.
+func newScalar(t Tensor) (ort.Value, error) {
+	switch t.DType {
+	case FP32:
+		return ort.NewScalar(Values[float32](t)[0])
+	case FP64:
+		return ort.NewScalar(Values[float64](t)[0])
+	case INT64:
+		return ort.NewScalar(Values[int64](t)[0])
+	case INT32:
+		return ort.NewScalar(Values[int32](t)[0])
+	case INT16:
+		return ort.NewScalar(Values[int16](t)[0])
+	case INT8:
+		return ort.NewScalar(Values[int8](t)[0])
+	case UINT8:
+		return ort.NewScalar(Values[uint8](t)[0])
+	case BOOL:
+		return ort.NewScalar(t.Data[0] != 0)
+	}
+	return nil, fmt.Errorf("scalar inputs of type %v are not supported", t.DType)
+}
+
 // preallocate gives ONNX Runtime Go buffers for every output whose shape is
 // known before the run: fully static shapes, and a dynamic leading batch
 // dimension when every input agrees on it. That saves a copy, and it is the
@@ -206,10 +252,17 @@ func (s *Session) preallocate(out []ort.Value, inputs []Tensor) error {
 		}
 		batch = t.Shape[0]
 	}
+	var predicted [][]int64
+	if s.shapes != nil {
+		predicted = s.shapes(inputs)
+	}
 	for i, info := range s.outputs {
 		shape := append([]int64(nil), info.Shape...)
 		if len(shape) > 0 && shape[0] == -1 && batch >= 0 {
 			shape[0] = batch
+		}
+		if i < len(predicted) && fitsDeclared(predicted[i], info.Shape) {
+			shape = predicted[i]
 		}
 		known := true
 		for _, d := range shape {
@@ -226,6 +279,20 @@ func (s *Session) preallocate(out []ort.Value, inputs []Tensor) error {
 		out[i] = v
 	}
 	return nil
+}
+
+// fitsDeclared reports whether a fully known shape agrees with a declared
+// one (-1 dimensions match anything).
+func fitsDeclared(shape, declared []int64) bool {
+	if len(shape) != len(declared) {
+		return false
+	}
+	for i, d := range shape {
+		if d < 0 || (declared[i] >= 0 && declared[i] != d) {
+			return false
+		}
+	}
+	return true
 }
 
 // fromValue takes the Go-owned data out of an output value. onnxruntime_go

@@ -41,19 +41,56 @@ func RegisterTask(name string, check SignatureCheck) {
 
 func knownTask(t string) bool { _, ok := tasks[t]; return ok }
 
+// TaskOptions are a task's optional behaviours in the registry.
+type TaskOptions struct {
+	// WarmUp builds the inputs of a warm-up run of rows rows (one run per
+	// batch bucket) from the session's inputs. Without it the runs feed
+	// zeros with every other dynamic dimension 1, which a model that
+	// downsamples an image several times cannot take.
+	WarmUp func(inputs []inference.TensorInfo, rows int) []inference.Tensor
+	// OutputShapes, given the session's signature, returns how to predict
+	// its output shapes from a run's inputs (see
+	// inference.Session.PredictOutputShapes): FP16 outputs with dynamic
+	// height and width need it.
+	OutputShapes func(inputs, outputs []inference.TensorInfo) func([]inference.Tensor) [][]int64
+	// SharedInputs name inputs without a batch dimension (a diffusion
+	// UNet's timestep): requests batch together only when these are equal,
+	// and the batch passes them through (inference.BatchConfig).
+	SharedInputs []string
+	// Internal models serve only their family's pipeline and are not
+	// served as raw tensors over KServe v2: the pipeline checks what they
+	// produce before it leaves the server.
+	Internal bool
+}
+
+var taskOptions = map[string]TaskOptions{}
+
+// RegisterTaskOptions sets a registered task's options; call it from the
+// family's init after RegisterTask.
+func RegisterTaskOptions(name string, o TaskOptions) {
+	if !knownTask(name) {
+		panic("models: options for an unknown task: " + name)
+	}
+	taskOptions[name] = o
+}
+
+// TaskInternal reports whether a task's models are kept from KServe v2.
+func TaskInternal(task string) bool { return taskOptions[task].Internal }
+
 // WarmUpInputs builds a task's warm-up batch from the session's inputs, for
 // models that cannot run on zeros with dynamic dimensions set to 1.
 type WarmUpInputs func(inputs []inference.TensorInfo) []inference.Tensor
 
-var warmUps = map[string]WarmUpInputs{}
-
-// RegisterWarmUp sets a task's warm-up inputs; model family packages call
-// it from init, after RegisterTask.
+// RegisterWarmUp sets a task's warm-up inputs (TaskOptions.WarmUp, for a
+// model without a batch dimension); model family packages call it from
+// init, after RegisterTask.
 func RegisterWarmUp(task string, inputs WarmUpInputs) {
-	if _, ok := tasks[task]; !ok {
+	if !knownTask(task) {
 		panic("models: warm-up for an unknown task: " + task)
 	}
-	warmUps[task] = inputs
+	o := taskOptions[task]
+	o.WarmUp = func(in []inference.TensorInfo, _ int) []inference.Tensor { return inputs(in) }
+	taskOptions[task] = o
 }
 
 // Status is where a model is in its life.
@@ -159,11 +196,15 @@ func NewRegistry(cfg Config, opts Options) *Registry {
 	return r
 }
 
-func (r *Registry) path(mc ModelConfig) string {
-	if filepath.IsAbs(mc.File) {
-		return mc.File
+func (r *Registry) path(mc ModelConfig) string { return r.ResolvePath(mc.File) }
+
+// ResolvePath is where a file named in the configuration is: an absolute
+// path as it is, anything else inside the models folder.
+func (r *Registry) ResolvePath(file string) string {
+	if filepath.IsAbs(file) {
+		return file
 	}
-	return filepath.Join(r.opts.ModelsDir, mc.File)
+	return filepath.Join(r.opts.ModelsDir, file)
 }
 
 // Load loads every model whose file is present, one after another, and runs
@@ -195,8 +236,10 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
+	topts := taskOptions[mc.Task]
 	b := mc.BatchingFor(r.opts.Runtime.Device())
 	so := mc.SessionOptions(runtime.NumCPU(), b.Instances)
+	so.ExternalDataDir, so.SharedInputs = filepath.Dir(r.path(mc)), topts.SharedInputs
 	batching := b.BatchConfig()
 	var (
 		sess *inference.Session
@@ -220,6 +263,14 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		sess.Close()
 		return nil, fmt.Errorf("%s does not match task %s: %w", mc.File, mc.Task, err)
 	}
+	for i, in := range sess.Inputs() {
+		if slices.Contains(topts.SharedInputs, in.Name) {
+			batching.SharedInputs = append(batching.SharedInputs, i)
+		}
+	}
+	if topts.OutputShapes != nil {
+		sess.PredictOutputShapes(topts.OutputShapes(sess.Inputs(), sess.Outputs()))
+	}
 	var obs inference.Observer
 	if r.opts.Observer != nil {
 		obs = r.opts.Observer(mc.Name)
@@ -233,16 +284,6 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		session:   sess,
 	}
 	st.Batching = st.Scheduler.Config()
-	// A task whose inputs cannot be zeros with dynamic dimensions set to 1
-	// warms up on its own inputs, once.
-	if custom := warmUps[mc.Task]; custom != nil {
-		if _, err := st.Scheduler.Submit(context.Background(), custom(st.Inputs)); err != nil {
-			st.Scheduler.Close()
-			sess.Close()
-			return nil, fmt.Errorf("warm-up run: %w", err)
-		}
-		return st, nil
-	}
 	// One run per batch bucket: on a GPU each new shape costs an arena
 	// allocation and a cuDNN algorithm search, which the first requests of
 	// that size would otherwise wait for.
@@ -253,7 +294,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		}
 	}
 	for _, rows := range warm {
-		if err := warmUp(st, rows); err != nil {
+		if err := warmUp(st, rows, topts.WarmUp); err != nil {
 			st.Scheduler.Close()
 			sess.Close()
 			return nil, fmt.Errorf("warm-up run of %d rows: %w", rows, err)
@@ -265,8 +306,14 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 
 // warmUp runs one batch of zeros, so the first client request does not pay
 // for ONNX Runtime's lazy initialisation. rows fills a dynamic batch
-// dimension; other dynamic dimensions are 1.
-func warmUp(st *State, rows int) error {
+// dimension; other dynamic dimensions are 1. A task's own builder, when it
+// has one, makes the inputs instead, and they go to the session directly:
+// they need not wait max_queue_delay for company that never comes.
+func warmUp(st *State, rows int, build func([]inference.TensorInfo, int) []inference.Tensor) error {
+	if build != nil {
+		_, err := st.session.Run(build(st.Inputs, rows))
+		return err
+	}
 	inputs := make([]inference.Tensor, len(st.Inputs))
 	for i, info := range st.Inputs {
 		shape := slices.Clone(info.Shape)

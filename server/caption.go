@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"runtime"
 	"strconv"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/valyala/fasthttp"
 
@@ -35,15 +33,9 @@ const defaultCaptionModel = "vit-gpt2"
 var captionRegistries sync.Map // weak.Pointer[Server] -> *caption.Registry
 
 func (s *Server) captions() *caption.Registry {
-	key := weak.Make(s)
-	if r, ok := captionRegistries.Load(key); ok {
-		return r.(*caption.Registry)
-	}
-	r, loaded := captionRegistries.LoadOrStore(key, caption.NewRegistry(s.opts.Registry, s.opts.Metrics.Observer))
-	if !loaded {
-		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { captionRegistries.Delete(k) }, key)
-	}
-	return r.(*caption.Registry)
+	return perServer(&captionRegistries, s, func() *caption.Registry {
+		return caption.NewRegistry(s.opts.Registry, s.opts.Metrics.Observer)
+	})
 }
 
 type captionResponse struct {

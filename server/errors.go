@@ -13,6 +13,7 @@ import (
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/caption"
+	"github.com/imgserve/imgserve/models/diffusion"
 	"github.com/imgserve/imgserve/models/inpaint"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
@@ -64,7 +65,7 @@ func classify(err error) *apiError {
 	case errors.Is(err, inference.ErrClosed):
 		return errDraining
 	case errors.Is(err, matting.ErrUnknownModel), errors.Is(err, inpaint.ErrUnknownModel),
-		errors.Is(err, caption.ErrUnknownModel):
+		errors.Is(err, caption.ErrUnknownModel), errors.Is(err, diffusion.ErrUnknownModel):
 		return newError(http.StatusNotFound, "not_found", err.Error())
 	case errors.Is(err, models.ErrNotReady):
 		return newError(http.StatusServiceUnavailable, "not_ready", err.Error())

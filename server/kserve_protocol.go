@@ -277,6 +277,12 @@ type inferResult struct {
 // where the transport has them (gRPC).
 func (s *Server) inferKServe(parent context.Context, model, version string, decode func(ctx context.Context, st *models.State) (inferCall, error)) (inferResult, error) {
 	m, st, err := s.readyModel(model, version)
+	if err == nil && models.TaskInternal(m.Config.Task) {
+		// A diffusion VAE decoder's raw output is an image that has not
+		// passed the NSFW guard: pipeline models are not served as tensors.
+		err = newError(http.StatusForbidden, "forbidden",
+			"model "+model+" is part of a "+m.Config.Task+" pipeline and is served only through its task API")
+	}
 	if err != nil {
 		s.opts.Metrics.rejected(model, reasonOf(err))
 		return inferResult{}, err

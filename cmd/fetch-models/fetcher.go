@@ -66,6 +66,14 @@ func (f *Fetcher) Fetch(ctx context.Context, it catalog.Item) Result {
 }
 
 func (f *Fetcher) fetch(ctx context.Context, it catalog.Item) Result {
+	if it.SHA256 == "" && it.SHA256From != "" {
+		return f.fetchStated(ctx, it)
+	}
+	return f.fetchPinned(ctx, it)
+}
+
+// fetchPinned fetches an item whose checksums are known.
+func (f *Fetcher) fetchPinned(ctx context.Context, it catalog.Item) Result {
 	target := filepath.Join(f.HomeDir, it.Dir(), it.File)
 	cached := filepath.Join(f.CacheDir, it.Dir(), it.File)
 	shown := f.HomeLabel + "/" + it.RelPath()

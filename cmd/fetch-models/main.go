@@ -182,6 +182,8 @@ size, where nothing stronger is published) is deleted and the run fails.
 Items whose upstream publishes no checksum at all are never downloaded: the
 fetcher prints where to get them, and a file you put in place yourself is used
 as it is.
+Items with no pinned checksum (sha256_from: huggingface) are checked against
+the sha256 Hugging Face states for the file, and the result line says so.
 Verified downloads are cached outside the clone, so later runs and fresh clones
 download nothing: they re-verify the cached copy and hard-link (or copy) it.
 
@@ -226,6 +228,8 @@ func list(w io.Writer, cat *catalog.Catalog) {
 			check = "sha256"
 		case it.MD5 != "":
 			check = "md5 only"
+		case it.SHA256From != "":
+			check = "sha256 stated by " + it.SHA256From
 		}
 		var src []string
 		if it.GPU() {

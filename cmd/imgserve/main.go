@@ -1,5 +1,5 @@
 // Command imgserve serves image models (background removal, inpainting,
-// captioning, CLIP embeddings) over HTTP on ONNX Runtime.
+// captioning, CLIP embeddings, image generation) over HTTP on ONNX Runtime.
 package main
 
 import (
@@ -44,8 +44,8 @@ start-up for the NVIDIA driver, CUDA 13 and cuDNN 9, and names what is
 missing.
 
 Endpoints: KServe v2 under /v2 (and over gRPC on --grpc-addr), the task API
-under /v1, rembg's /api/remove, GET /v1/models and GET /metrics. See
-README.md.
+under /v1 (OpenAI's /v1/images/generations and /v1/images/edits among it),
+rembg's /api/remove, GET /v1/models and GET /metrics. See README.md.
 
 Flags:
 `
@@ -252,6 +252,10 @@ func serve(o options, log *slog.Logger) error {
 			return fmt.Errorf("gRPC: %w", err)
 		}
 	}
+	// Signals are caught before anyone can learn the address: a SIGTERM
+	// right after "listening" must drain, not kill.
+	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
 	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
 	grpcAt := "off"
@@ -275,8 +279,6 @@ func serve(o options, log *slog.Logger) error {
 		log.Info("imgserve ready")
 	}()
 
-	stop, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer cancel()
 	select {
 	case err := <-served:
 		return err

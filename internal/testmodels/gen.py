@@ -465,6 +465,144 @@ def build_sam_decoder():
     g.output("iou_predictions", F32, [1, 1])
     g.output("low_res_masks", F32, [1, 1, 256, 256])
     return g.model("synthetic SAM decoder: discs (r=40) at label-1 points, the 2/3 box, minus label-0 discs; see README.md")
+# Stable Diffusion (signatures of the diffusers/optimum ONNX layout; see README.md)
+# --------------------------------------------------------------------------
+
+# CLIP BPE ids of the colour words the synthetic text encoder reacts to.
+SD_RED, SD_GREEN, SD_BLUE = 736, 1901, 1746
+SD_HIDDEN = 1024  # SD 2.x / SD-Turbo text width
+SD_VAE_SCALE = 0.18215
+SD_COLOUR_GAIN = 38.5  # one colour word among 77 positions adds 0.5 to the mean
+
+
+def sd_training_sigmas():
+    """sqrt((1-acp)/acp) of SD's scaled_linear betas (0.00085..0.012, 1000
+    steps) as diffusers computes them on the CPU: float32 betas, cumulative
+    product accumulated in float64 and stored as float32, float32 sqrt."""
+    n = 1000
+    s, e = np.float32(0.00085 ** 0.5), np.float32(0.012 ** 0.5)
+    step = (e - s) / np.float32(n - 1)
+    b = np.empty(n, np.float32)
+    for i in range(n):
+        b[i] = s + step * np.float32(i) if i < n // 2 else e - step * np.float32(n - 1 - i)
+    betas = b * b
+    acp = np.cumprod((np.float32(1) - betas).astype(np.float64)).astype(np.float32)
+    return np.sqrt((np.float32(1) - acp) / acp).astype(np.float32)
+
+
+def build_sd_text_encoder(name, ids_type, out_type):
+    g = Graph(name.replace(".onnx", ""))
+    seq = ["batch_size", "sequence_length"]
+    ids = g.input("input_ids", ids_type, seq)
+    if ids_type != I64:
+        ids = g.op("Cast", [ids], to=I64)
+    feats = []
+    for tok in (SD_RED, SD_GREEN, SD_BLUE):
+        hit = g.op("Cast", [g.op("Equal", [ids, g.i64(tok)])], to=F32)
+        feats.append(g.op("Add", [g.op("Mul", [hit, g.f32(SD_COLOUR_GAIN)]), g.f32(-1.0)]))
+    rest = g.op("Cast", [g.op("Mod", [ids, g.i64(17)], fmod=0)], to=F32)
+    feats.append(g.op("Sub", [g.op("Mul", [rest, g.f32(1.0 / 34)]), g.f32(0.25)]))
+    cols = [g.op("Unsqueeze", [f, g.i64([2])]) for f in feats]
+    four = g.op("Concat", cols, axis=2)  # [B,T,4]
+    hidden = g.op("Pad", [four, g.i64([0, 0, 0, 0, 0, SD_HIDDEN - 4])])
+    pooled = g.op("Gather", [hidden, g.i64(-1)], axis=1)  # [B,1024]: the last position
+    for src, out in ((hidden, "last_hidden_state"), (pooled, "pooler_output")):
+        if out_type == F32:
+            g.op("Identity", [src], out=out)
+        else:
+            g.op("Cast", [src], out=out, to=out_type)
+    g.output("last_hidden_state", out_type, ["batch_size", "sequence_length", SD_HIDDEN])
+    g.output("pooler_output", out_type, ["batch_size", SD_HIDDEN])
+    return g.model("synthetic SD text encoder: per token [-1+38.5*(id==red), ...green, ...blue, (id%17)/34-0.25, 0...]")
+
+
+def build_sd_unet(name, fp16):
+    g = Graph(name.replace(".onnx", ""))
+    ft = F16 if fp16 else F32
+    sample = g.input("sample", ft, ["batch_size", 4, "height", "width"])
+    if fp16:
+        g.input("timestep", F32, [])  # optimum: "a scalar with no dimension"
+        t = g.op("Reshape", [g.op("Cast", ["timestep"], to=I64), g.i64([1])])
+    else:
+        t = g.input("timestep", I64, [1])  # the ONNX Runtime web example's export
+    ehs = g.input("encoder_hidden_states", ft, ["batch_size", "sequence_length", SD_HIDDEN])
+    if fp16:
+        sample = g.op("Cast", [sample], to=F32)
+        ehs = g.op("Cast", [ehs], to=F32)
+    t = g.op("Clip", [t, g.i64(0), g.i64(999)])
+    sig = g.op("Gather", [g.f32(sd_training_sigmas(), "sigmas"), t], axis=0)  # [1]
+    sig4 = g.op("Reshape", [sig, g.i64([1, 1, 1, 1])])
+    scale = g.op("Sqrt", [g.op("Add", [g.op("Mul", [sig4, sig4]), g.f32(1.0)])])
+    x = g.op("Mul", [sample, scale])  # the unscaled latents
+    cond = g.op("Slice", [ehs, g.i64([0]), g.i64([4]), g.i64([2])])  # [B,T,4]
+    c = g.op("ReduceMean", [cond], axes=[1], keepdims=0)  # [B,4]
+    c4 = g.op("Unsqueeze", [c, g.i64([2, 3])])  # [B,4,1,1]
+    target = g.op("Mul", [g.op("Add", [c4, g.op("Mul", [g.op("Tanh", [sample]), g.f32(0.5)])]), g.f32(SD_VAE_SCALE)])
+    eps = g.op("Div", [g.op("Sub", [x, target]), sig4])
+    if fp16:
+        g.op("Cast", [eps], out="out_sample", to=F16)
+    else:
+        g.op("Identity", [eps], out="out_sample")
+    g.output("out_sample", ft, ["batch_size", 4, "height", "width"])
+    return g.model("synthetic SD UNet: eps such that the predicted x0 is 0.18215*(c + 0.5*tanh(sample))")
+
+
+def build_sd_vae_decoder(name, fp16):
+    g = Graph(name.replace(".onnx", ""))
+    ft = F16 if fp16 else F32
+    z = g.input("latent_sample", ft, ["batch_size", 4, "height_latent", "width_latent"])
+    if fp16:
+        z = g.op("Cast", [z], to=F32)
+    rgb = g.op("Slice", [z, g.i64([0]), g.i64([3]), g.i64([1])])
+    z3 = g.op("Slice", [z, g.i64([3]), g.i64([4]), g.i64([1])])
+    img = g.op("Tanh", [g.op("Add", [rgb, g.op("Mul", [z3, g.f32(0.25)])])])
+    up = g.op("Resize", [img, "", g.f32([1, 1, 8, 8], "scales")], mode="nearest",
+              coordinate_transformation_mode="asymmetric", nearest_mode="floor")
+    if fp16:
+        g.op("Cast", [up], out="sample", to=F16)
+    else:
+        g.op("Identity", [up], out="sample")
+    g.output("sample", ft, ["batch_size", 3, "height", "width"])
+    return g.model("synthetic SD VAE decoder: tanh(z[0:3] + 0.25*z[3]), nearest x8")
+
+
+def build_sd_vae_encoder(name, fp16):
+    g = Graph(name.replace(".onnx", ""))
+    ft = F16 if fp16 else F32
+    x = g.input("sample", ft, ["batch_size", 3, "height", "width"])
+    if fp16:
+        x = g.op("Cast", [x], to=F32)
+    p = g.op("AveragePool", [x], kernel_shape=[8, 8], strides=[8, 8])
+    m = g.op("Atanh", [g.op("Clip", [p, g.f32(-0.99), g.f32(0.99)])])
+    zero = g.op("Mul", [g.op("Slice", [m, g.i64([0]), g.i64([1]), g.i64([1])]), g.f32(0.0)])
+    mean = g.op("Concat", [m, zero], axis=1)  # [B,4,h,w]
+    dims = ["batch_size", 4, "height_latent", "width_latent"]
+    if fp16:
+        # older exports: latent_sample, 4 channels, already sampled
+        g.op("Cast", [mean], out="latent_sample", to=F16)
+        g.output("latent_sample", ft, dims)
+    else:
+        # optimum: latent_parameters, mean and log-variance
+        logvar = g.op("Add", [g.op("Mul", [mean, g.f32(0.0)]), g.f32(-30.0)])
+        g.op("Concat", [mean, logvar], axis=1, out="latent_parameters")
+        g.output("latent_parameters", ft, ["batch_size", 8, "height_latent", "width_latent"])
+    return g.model("synthetic SD VAE encoder: atanh(clip(avgpool8(x), +-0.99)), 0 (mean); logvar -30")
+
+
+def build_sd_safety_checker():
+    g = Graph("sd_safety_checker_synth")
+    clip = g.input("clip_input", F32, ["batch", "channels", "height", "width"])
+    images = g.input("images", F32, ["batch", "height", "width", "channels"])
+    corner = g.op("Slice", [images, g.i64([0, 0, 0]), g.i64([8, 8, 1]), g.i64([1, 2, 3])])
+    red = g.op("ReduceMean", [corner], axes=[1, 2, 3], keepdims=0)  # [B]
+    cm = g.op("ReduceMean", [clip], axes=[1, 2, 3], keepdims=0)  # [B], consumed, weight 0
+    score = g.op("Add", [red, g.op("Mul", [cm, g.f32(0.0)])])
+    flag = g.op("Greater", [score, g.f32(0.5)], out="has_nsfw_concepts")
+    keep = g.op("Sub", [g.f32(1.0), g.op("Cast", [flag], to=F32)])
+    g.op("Mul", [images, g.op("Reshape", [keep, g.i64([-1, 1, 1, 1])])], out="out_images")
+    g.output("out_images", F32, ["batch", "height", "width", "channels"])
+    g.output("has_nsfw_concepts", BOOL, ["batch"])
+    return g.model("synthetic SD safety checker: flags an image whose top-left 8x8 red mean exceeds 0.5")
 
 
 def all_models():
@@ -494,6 +632,15 @@ def all_models():
         ("u2net_cloth_seg_synth.onnx", build_cloth()),
         ("sam_encoder_synth.onnx", build_sam_encoder()),
         ("sam_decoder_synth.onnx", build_sam_decoder()),
+        ("sd_text_encoder_synth.onnx", build_sd_text_encoder("sd_text_encoder_synth.onnx", I32, F32)),
+        ("sd_text_encoder_synth_fp16.onnx", build_sd_text_encoder("sd_text_encoder_synth_fp16.onnx", I64, F16)),
+        ("sd_unet_synth.onnx", build_sd_unet("sd_unet_synth.onnx", False)),
+        ("sd_unet_synth_fp16.onnx", build_sd_unet("sd_unet_synth_fp16.onnx", True)),
+        ("sd_vae_decoder_synth.onnx", build_sd_vae_decoder("sd_vae_decoder_synth.onnx", False)),
+        ("sd_vae_decoder_synth_fp16.onnx", build_sd_vae_decoder("sd_vae_decoder_synth_fp16.onnx", True)),
+        ("sd_vae_encoder_synth.onnx", build_sd_vae_encoder("sd_vae_encoder_synth.onnx", False)),
+        ("sd_vae_encoder_synth_fp16.onnx", build_sd_vae_encoder("sd_vae_encoder_synth_fp16.onnx", True)),
+        ("sd_safety_checker_synth.onnx", build_sd_safety_checker()),
     ]
 
 
@@ -517,7 +664,7 @@ def run_graph(model, feeds):
     env.update(feeds)
     for n in model.graph.node:
         a = _attrs(n)
-        x = [env[i] for i in n.input]
+        x = [env[i] if i else None for i in n.input]
         op = n.op_type
         if op == "Add":
             r = x[0] + x[1]
@@ -555,6 +702,19 @@ def run_graph(model, feeds):
         elif op == "Conv":
             assert x[1].shape[2:] == (1, 1)
             r = np.einsum("bchw,oc->bohw", x[0], x[1][:, :, 0, 0]) + x[2][None, :, None, None]
+        elif op == "Atanh":
+            r = np.arctanh(x[0])
+        elif op == "Sqrt":
+            r = np.sqrt(x[0])
+        elif op == "Clip":
+            r = np.clip(x[0], x[1], x[2])
+        elif op == "Resize":
+            assert a["mode"] == b"nearest" and a["nearest_mode"] == b"floor"
+            f = [int(v) for v in x[2]]
+            r = x[0]
+            for ax, k in enumerate(f):
+                if k != 1:
+                    r = np.repeat(r, k, axis=ax)
         elif op == "Floor":
             r = np.floor(x[0])
         elif op == "Equal":
@@ -571,7 +731,7 @@ def run_graph(model, feeds):
         elif op == "ReduceSum":
             r = np.sum(x[0], axis=_ax(x[1]), keepdims=bool(a.get("keepdims", 1)))
         elif op == "ReduceMean":
-            r = np.mean(x[0], axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1)))
+            r = np.mean(x[0], axis=tuple(a["axes"]), keepdims=bool(a.get("keepdims", 1))).astype(x[0].dtype)
         elif op == "Reshape":
             r = x[0].reshape(_ax(x[1]))
         elif op == "Transpose":
@@ -596,7 +756,7 @@ def run_graph(model, feeds):
         elif op == "Concat":
             r = np.concatenate(x, axis=a["axis"])
         elif op == "Gather":
-            r = np.take(x[0], x[1], axis=a.get("axis", 0))
+            r = np.take(x[0], x[1], axis=a.get("axis", 0), mode="wrap" if np.any(np.asarray(x[1]) < 0) else "raise")
         elif op == "Shape":
             r = np.array(x[0].shape, dtype=np.int64)
         elif op == "Range":
@@ -767,6 +927,7 @@ def selfcheck(models):
         check_decoder(m[name], layers, heads, hs, ehs, imgs)
 
     check_rembg_models(m, rng)
+    check_sd(m, rng)
 
 
 def ref_sam_mask(emb, coords, labels, h, w):
@@ -837,6 +998,75 @@ def check_rembg_models(m, rng):
         check(np.array_equal(out["masks"][0, 0] > 0, want > 0), "sam decoder %r" % (labels,))
         feeds["image_embeddings"] = np.zeros_like(emb)
         check(not (run_graph(m["sam_decoder_synth.onnx"], feeds)["masks"] > 0).any(), "sam: black image, empty mask")
+
+
+def sd_prompt_ids(words, pad):
+    """BOS, word ids, EOS, padded to 77 with pad (SD-Turbo pads with 0)."""
+    ids = [49406] + list(words) + [49407]
+    return np.array([ids + [pad] * (77 - len(ids))], np.int64)
+
+
+def ref_sd_features(ids):
+    f = np.zeros(ids.shape + (SD_HIDDEN,), np.float32)
+    for k, tok in enumerate((SD_RED, SD_GREEN, SD_BLUE)):
+        f[..., k] = (ids == tok).astype(np.float32) * np.float32(SD_COLOUR_GAIN) - np.float32(1)
+    f[..., 3] = (ids % 17).astype(np.float32) * np.float32(1.0 / 34) - np.float32(0.25)
+    return f
+
+
+def check_sd(m, rng):
+    ids = np.concatenate([sd_prompt_ids([320, 2368], 0), sd_prompt_ids([SD_RED, SD_RED], 49407)])
+    te = run_graph(m["sd_text_encoder_synth.onnx"], {"input_ids": ids.astype(np.int32)})
+    want = ref_sd_features(ids)
+    check(np.array_equal(te["last_hidden_state"], want), "sd text encoder")
+    check(np.array_equal(te["pooler_output"], want[:, -1]), "sd text encoder pooler")
+    c = want[:, :, :4].mean(axis=1)
+    check(abs(c[0, 0] + 1) < 1e-6 and abs(c[1, 0]) < 1e-6, "two red words move channel 0 from -1 to 0: %r" % c[:, 0])
+    te16 = run_graph(m["sd_text_encoder_synth_fp16.onnx"], {"input_ids": ids})
+    check(te16["last_hidden_state"].dtype == np.float16, "fp16 text encoder dtype")
+    check(np.allclose(te16["last_hidden_state"].astype(np.float32), want, atol=1e-2), "fp16 text encoder")
+
+    sig = sd_training_sigmas()
+    check(abs(sig[999] - 14.6146) < 1e-4, "sigma(999) = %r" % sig[999])
+    ehs = te["last_hidden_state"]
+    for t in (999, 499, 3):
+        sample = rng.normal(0, 1, (2, 4, 8, 12)).astype(np.float32)
+        out = run_graph(m["sd_unet_synth.onnx"], {"sample": sample, "timestep": np.array([t], np.int64),
+                                                  "encoder_hidden_states": ehs})["out_sample"]
+        x = sample * np.sqrt(sig[t] * sig[t] + 1)
+        target = (c[:, :, None, None] + 0.5 * np.tanh(sample)) * np.float32(SD_VAE_SCALE)
+        check(np.allclose(out, (x - target) / sig[t], atol=1e-4), "sd unet at t=%d" % t)
+        # Euler's predicted x0 is the target.
+        check(np.allclose(x - sig[t] * out, target, atol=1e-4), "sd unet x0 at t=%d" % t)
+        o16 = run_graph(m["sd_unet_synth_fp16.onnx"], {"sample": sample.astype(np.float16),
+                                                       "timestep": np.array(float(t) + 0.7, np.float32),
+                                                       "encoder_hidden_states": ehs.astype(np.float16)})["out_sample"]
+        check(o16.dtype == np.float16 and np.allclose(o16.astype(np.float32), out, rtol=2e-2, atol=2e-2), "fp16 unet t=%d" % t)
+
+    z = rng.normal(0, 1, (2, 4, 3, 5)).astype(np.float32)
+    img = run_graph(m["sd_vae_decoder_synth.onnx"], {"latent_sample": z})["sample"]
+    ref = np.tanh(z[:, :3] + 0.25 * z[:, 3:4]).repeat(8, axis=2).repeat(8, axis=3)
+    check(img.shape == (2, 3, 24, 40) and np.allclose(img, ref, atol=1e-6), "sd vae decoder")
+    img16 = run_graph(m["sd_vae_decoder_synth_fp16.onnx"], {"latent_sample": z.astype(np.float16)})["sample"]
+    check(np.allclose(img16.astype(np.float32), ref, atol=1e-2), "fp16 sd vae decoder")
+
+    x = np.clip(smooth_image(rng, 64), -0.9, 0.9)[:, :, :, :48].astype(np.float32)  # [1,3,64,48]
+    lp = run_graph(m["sd_vae_encoder_synth.onnx"], {"sample": x})["latent_parameters"]
+    check(lp.shape == (1, 8, 8, 6) and np.all(lp[:, 4:] == -30) and np.all(lp[:, 3] == 0), "sd vae encoder layout")
+    back = run_graph(m["sd_vae_decoder_synth.onnx"], {"latent_sample": lp[:, :4]})["sample"]
+    pooled = x.reshape(1, 3, 8, 8, 6, 8).mean(axis=(3, 5)).repeat(8, axis=2).repeat(8, axis=3)
+    check(np.allclose(back, pooled, atol=1e-5), "sd vae encode-decode returns the 8x8 means")
+    ls = run_graph(m["sd_vae_encoder_synth_fp16.onnx"], {"sample": x.astype(np.float16)})["latent_sample"]
+    check(ls.dtype == np.float16 and np.allclose(ls.astype(np.float32), lp[:, :4], atol=2e-2), "fp16 sd vae encoder")
+
+    imgs = rng.uniform(0, 1, (3, 16, 24, 3)).astype(np.float32)
+    imgs[0, :8, :8, 0] = 0.9
+    imgs[1, :8, :8, 0] = 0.1
+    imgs[2, :8, :8, 0] = 0.5
+    clip_in = rng.normal(0, 1, (3, 3, 224, 224)).astype(np.float32)
+    sc = run_graph(m["sd_safety_checker_synth.onnx"], {"clip_input": clip_in, "images": imgs})
+    check(list(sc["has_nsfw_concepts"]) == [True, False, False], "sd safety checker flags %r" % sc["has_nsfw_concepts"])
+    check(np.all(sc["out_images"][0] == 0) and np.array_equal(sc["out_images"][1:], imgs[1:]), "sd safety checker out_images")
 
 
 def smooth_image(rng, size):

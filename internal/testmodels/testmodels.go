@@ -2,7 +2,8 @@
 //
 // The models mimic the input/output signatures of the real models imgserve
 // serves (LaMa inpainting, CLIP ViT-B/32, ViT-GPT2 captioning, rembg's
-// BiRefNet, isnet-anime, BRIA RMBG, BEN2, u2net_cloth_seg and SAM) plus a few
+// BiRefNet, isnet-anime, BRIA RMBG, BEN2, u2net_cloth_seg and SAM, Stable
+// Diffusion's text encoder, UNet, VAE and safety checker) plus a few
 // generic models for the KServe protocol and the scheduler, but compute
 // cheap, exactly documented functions so that tests can check results.
 // README.md in this directory lists every model with its exact inputs,
@@ -55,6 +56,21 @@ const (
 	ClothSegSynth   = "u2net_cloth_seg_synth.onnx"
 	SAMEncoderSynth = "sam_encoder_synth.onnx"
 	SAMDecoderSynth = "sam_decoder_synth.onnx"
+
+	// Stable Diffusion components in the diffusers/optimum layout's
+	// signatures: the fp32 set as ONNX Runtime's sd-turbo web example runs
+	// it (int32 ids, int64 timestep [1], latent_parameters), the fp16 set
+	// as optimum's fp16 exports (int64 ids, float scalar timestep,
+	// latent_sample).
+	SDTextEncoderSynth     = "sd_text_encoder_synth.onnx"
+	SDTextEncoderSynthFP16 = "sd_text_encoder_synth_fp16.onnx"
+	SDUNetSynth            = "sd_unet_synth.onnx"
+	SDUNetSynthFP16        = "sd_unet_synth_fp16.onnx"
+	SDVAEDecoderSynth      = "sd_vae_decoder_synth.onnx"
+	SDVAEDecoderSynthFP16  = "sd_vae_decoder_synth_fp16.onnx"
+	SDVAEEncoderSynth      = "sd_vae_encoder_synth.onnx"
+	SDVAEEncoderSynthFP16  = "sd_vae_encoder_synth_fp16.onnx"
+	SDSafetyCheckerSynth   = "sd_safety_checker_synth.onnx"
 )
 
 //go:embed *.onnx

@@ -145,7 +145,7 @@ func f16ToF32(h uint16) float32 {
 
 func TestBytesAndPath(t *testing.T) {
 	names := Names()
-	if len(names) != 22 {
+	if len(names) != 31 {
 		t.Fatalf("got %d models: %v", len(names), names)
 	}
 	for _, n := range names {
@@ -247,6 +247,20 @@ func TestSignatures(t *testing.T) {
 				{"mask_input", f32, []int64{1, 1, 256, 256}}, {"has_mask_input", f32, []int64{1}}, {"orig_im_size", f32, []int64{2}}},
 			{{"masks", f32, []int64{1, 1, -1, -1}}, {"iou_predictions", f32, []int64{1, 1}}, {"low_res_masks", f32, []int64{1, 1, 256, 256}}},
 		},
+		SDTextEncoderSynth: {{{"input_ids", i32, []int64{-1, -1}}},
+			{{"last_hidden_state", f32, []int64{-1, -1, 1024}}, {"pooler_output", f32, []int64{-1, 1024}}}},
+		SDTextEncoderSynthFP16: {{{"input_ids", i64, []int64{-1, -1}}},
+			{{"last_hidden_state", f16t, []int64{-1, -1, 1024}}, {"pooler_output", f16t, []int64{-1, 1024}}}},
+		SDUNetSynth: {{{"sample", f32, []int64{-1, 4, -1, -1}}, {"timestep", i64, []int64{1}}, {"encoder_hidden_states", f32, []int64{-1, -1, 1024}}},
+			{{"out_sample", f32, []int64{-1, 4, -1, -1}}}},
+		SDUNetSynthFP16: {{{"sample", f16t, []int64{-1, 4, -1, -1}}, {"timestep", f32, []int64{}}, {"encoder_hidden_states", f16t, []int64{-1, -1, 1024}}},
+			{{"out_sample", f16t, []int64{-1, 4, -1, -1}}}},
+		SDVAEDecoderSynth:     {{{"latent_sample", f32, []int64{-1, 4, -1, -1}}}, {{"sample", f32, []int64{-1, 3, -1, -1}}}},
+		SDVAEDecoderSynthFP16: {{{"latent_sample", f16t, []int64{-1, 4, -1, -1}}}, {{"sample", f16t, []int64{-1, 3, -1, -1}}}},
+		SDVAEEncoderSynth:     {{{"sample", f32, []int64{-1, 3, -1, -1}}}, {{"latent_parameters", f32, []int64{-1, 8, -1, -1}}}},
+		SDVAEEncoderSynthFP16: {{{"sample", f16t, []int64{-1, 3, -1, -1}}}, {{"latent_sample", f16t, []int64{-1, 4, -1, -1}}}},
+		SDSafetyCheckerSynth: {{{"clip_input", f32, []int64{-1, -1, -1, -1}}, {"images", f32, []int64{-1, -1, -1, -1}}},
+			{{"out_images", f32, []int64{-1, -1, -1, -1}}, {"has_nsfw_concepts", bl, []int64{-1}}}},
 	}
 	if len(want) != len(Names()) {
 		t.Fatalf("signature table has %d models, package has %d", len(want), len(Names()))
@@ -944,5 +958,119 @@ func TestSAMSynth(t *testing.T) {
 		if v > 0 {
 			t.Fatalf("zero embeddings: mask positive at %d", i)
 		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Stable Diffusion
+
+// sdSigma999 is sqrt((1-ᾱ)/ᾱ) at timestep 999 of SD's beta schedule.
+const sdSigma999 = 14.6146
+
+// sdPrompt is a 77-token row: BOS, words, EOS, then pad.
+func sdPrompt[T int32 | int64](pad T, words ...T) []T {
+	ids := append(append([]T{49406}, words...), 49407)
+	for len(ids) < 77 {
+		ids = append(ids, pad)
+	}
+	return ids
+}
+
+func TestSDTextEncoder(t *testing.T) {
+	s := session(t, SDTextEncoderSynth, []string{"input_ids"}, []string{"last_hidden_state", "pooler_output"})
+	ids := append(sdPrompt[int32](0, 320, 2368), sdPrompt[int32](49407, 736, 736)...)
+	out := run(t, s, []ort.Value{tensor(t, ids, 2, 77)}, []ort.Value{nil, nil})
+	checkShape(t, out[0], 2, 77, 1024)
+	h := data[float32](t, out[0])
+	for r, want := range []float32{-1, 0} { // "a cat": no red; two "red" among 77: -1 + 2*38.5/77
+		var sum float32
+		for p := range 77 {
+			sum += h[(r*77+p)*1024]
+		}
+		if !near(sum/77, want, 1e-5) {
+			t.Errorf("row %d: mean of feature 0 = %v, want %v", r, sum/77, want)
+		}
+	}
+	// Feature 3 tells padding apart: "!" (0) gives -0.25, EOS 49407 (mod 17 = 5) 5/34 - 0.25.
+	if got := h[76*1024+3]; !near(got, -0.25, 1e-6) {
+		t.Errorf("pad \"!\" feature 3 = %v", got)
+	}
+	if got := h[(77+76)*1024+3]; !near(got, 5.0/34-0.25, 1e-6) {
+		t.Errorf("pad EOS feature 3 = %v", got)
+	}
+}
+
+func TestSDUNetIsAPerfectDenoiser(t *testing.T) {
+	enc := session(t, SDTextEncoderSynth, []string{"input_ids"}, []string{"last_hidden_state"})
+	ehs := run(t, enc, []ort.Value{tensor(t, sdPrompt[int32](0, 736, 736), 1, 77)}, []ort.Value{nil})[0]
+	u := session(t, SDUNetSynth, []string{"sample", "timestep", "encoder_hidden_states"}, []string{"out_sample"})
+	sample := make([]float32, 4*8*8)
+	for i := range sample {
+		sample[i] = float32(math.Sin(float64(i))) * 0.8
+	}
+	out := run(t, u, []ort.Value{tensor(t, sample, 1, 4, 8, 8), tensor(t, []int64{999}, 1), ehs}, []ort.Value{nil})
+	eps := data[float32](t, out[0])
+	// c = [0, -1, -1, mean((id%17)/34 - 0.25)]: x - sigma*eps = 0.18215*(c + 0.5*tanh(sample)).
+	sigma := float32(sdSigma999)
+	scale := float32(math.Sqrt(float64(sigma*sigma + 1)))
+	for i, s := range sample {
+		x0 := s*scale - sigma*eps[i]
+		if ch := i / 64; ch < 3 {
+			want := 0.18215 * ([]float32{0, -1, -1}[ch] + 0.5*float32(math.Tanh(float64(s))))
+			if !near(x0, want, 2e-3) {
+				t.Fatalf("element %d: x0 %v, want %v", i, x0, want)
+			}
+		}
+	}
+}
+
+func TestSDVAERoundTrip(t *testing.T) {
+	e := session(t, SDVAEEncoderSynth, []string{"sample"}, []string{"latent_parameters"})
+	d := session(t, SDVAEDecoderSynth, []string{"latent_sample"}, []string{"sample"})
+	img := make([]float32, 3*16*24)
+	for i := range img {
+		img[i] = float32(i%7)/7 - 0.4
+	}
+	lp := run(t, e, []ort.Value{tensor(t, img, 1, 3, 16, 24)}, []ort.Value{nil})[0]
+	checkShape(t, lp, 1, 8, 2, 3)
+	mean := data[float32](t, lp)[:4*6]
+	back := run(t, d, []ort.Value{tensor(t, mean, 1, 4, 2, 3)}, []ort.Value{nil})[0]
+	checkShape(t, back, 1, 3, 16, 24)
+	got := data[float32](t, back)
+	for c := range 3 {
+		for y := range 16 {
+			for x := range 24 {
+				var sum float32
+				for dy := range 8 {
+					for dx := range 8 {
+						sum += img[c*384+(y/8*8+dy)*24+x/8*8+dx]
+					}
+				}
+				if g := got[c*384+y*24+x]; !near(g, sum/64, 1e-4) {
+					t.Fatalf("channel %d (%d,%d): %v, want the 8x8 mean %v", c, x, y, g, sum/64)
+				}
+			}
+		}
+	}
+}
+
+func TestSDSafetyChecker(t *testing.T) {
+	s := session(t, SDSafetyCheckerSynth, []string{"clip_input", "images"}, []string{"out_images", "has_nsfw_concepts"})
+	images := make([]float32, 2*16*16*3)
+	for i := range images {
+		images[i] = 0.3
+	}
+	for y := range 8 {
+		for x := range 8 {
+			images[(y*16+x)*3] = 0.9 // image 0: a red top-left corner
+		}
+	}
+	out := run(t, s, []ort.Value{tensor(t, make([]float32, 2*3*224*224), 2, 3, 224, 224), tensor(t, images, 2, 16, 16, 3)}, []ort.Value{nil, nil})
+	if got := data[bool](t, out[1]); !slices.Equal(got, []bool{true, false}) {
+		t.Errorf("has_nsfw_concepts = %v", got)
+	}
+	oi := data[float32](t, out[0])
+	if oi[0] != 0 || oi[16*16*3] != 0.3 {
+		t.Errorf("out_images: flagged image not blacked out, or the other changed")
 	}
 }

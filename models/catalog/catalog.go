@@ -48,18 +48,25 @@ type Catalog struct {
 	Items []Item `yaml:"items"`
 }
 
-// Item is one installable file. At least one of SHA256, MD5 and Bytes is set
-// (unless Manual), and at least one of Upstream and NPM.
+// Item is one installable file. At least one of SHA256, MD5, Bytes and
+// SHA256From is set (unless Manual), and at least one of Upstream and NPM.
 type Item struct {
-	Name     string    `yaml:"name"`
-	Kind     Kind      `yaml:"kind"`
-	File     string    `yaml:"file"`            // install file name, e.g. u2netp.onnx
-	Bytes    int64     `yaml:"bytes,omitempty"` // 0: unknown
-	SHA256   string    `yaml:"sha256,omitempty"`
-	MD5      string    `yaml:"md5,omitempty"`
-	Upstream *Upstream `yaml:"upstream,omitempty"`
-	NPM      *NPM      `yaml:"npm,omitempty"`
-	License  string    `yaml:"license,omitempty"`
+	Name   string `yaml:"name"`
+	Kind   Kind   `yaml:"kind"`
+	File   string `yaml:"file"`            // install file name (or relative path), e.g. u2netp.onnx
+	Bytes  int64  `yaml:"bytes,omitempty"` // 0: unknown
+	SHA256 string `yaml:"sha256,omitempty"`
+	MD5    string `yaml:"md5,omitempty"`
+	// SHA256From, "huggingface", is for files whose checksum could not be
+	// obtained to pin here: the fetcher takes the sha256 that Hugging Face
+	// states for the file (its Git LFS object id, sent as X-Linked-Etag)
+	// and refuses a download that does not match it. That catches
+	// corruption and truncation; unlike a pinned checksum it trusts the
+	// host, and the fetcher says so.
+	SHA256From string    `yaml:"sha256_from,omitempty"`
+	Upstream   *Upstream `yaml:"upstream,omitempty"`
+	NPM        *NPM      `yaml:"npm,omitempty"`
+	License    string    `yaml:"license,omitempty"`
 	// Optional items are fetched only when named: large models most
 	// deployments do not serve.
 	Optional bool `yaml:"optional,omitempty"`
@@ -106,6 +113,9 @@ func (it Item) Dir() string {
 // on request (scripts/fetch-models.sh --gpu, or by name): a CPU host has no
 // use for its 250 MB.
 func (it Item) GPU() bool { return it.Kind == KindCUDARuntime }
+
+// HuggingFace is the SHA256From value for Hugging Face's stated sha256.
+const HuggingFace = "huggingface"
 
 // RelPath is the install path relative to the home folder, e.g. models/u2netp.onnx.
 func (it Item) RelPath() string { return it.Dir() + "/" + it.File }
@@ -235,18 +245,22 @@ func (it Item) validate() error {
 		return errors.New("name must match " + nameRE.String())
 	case it.Kind != KindRuntime && it.Kind != KindCUDARuntime && it.Kind != KindModel:
 		return fmt.Errorf("kind %q is not runtime, cuda-runtime or model", it.Kind)
-	case !nameRE.MatchString(it.File):
-		return fmt.Errorf("file %q must be a plain file name", it.File)
+	case !validFile(it.File):
+		return fmt.Errorf("file %q must be a file name, or a relative path of such names (sd-turbo/unet/model.onnx)", it.File)
 	case it.SHA256 != "" && !sha256RE.MatchString(it.SHA256):
 		return errors.New("sha256 must be 64 lowercase hex digits")
 	case it.MD5 != "" && !md5RE.MatchString(it.MD5):
 		return errors.New("md5 must be 32 lowercase hex digits")
 	case it.Bytes < 0:
 		return errors.New("bytes must not be negative")
-	case it.Manual && (it.SHA256 != "" || it.MD5 != "" || it.Bytes != 0 || it.Upstream == nil || it.NPM != nil):
+	case it.Manual && (it.SHA256 != "" || it.MD5 != "" || it.Bytes != 0 || it.SHA256From != "" || it.Upstream == nil || it.NPM != nil):
 		return errors.New("a manual item has an upstream only, and no checksum or size")
-	case !it.Manual && it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0:
-		return errors.New("needs sha256, md5 or bytes: nothing could be verified (or manual: true)")
+	case it.SHA256From != "" && it.SHA256From != HuggingFace:
+		return fmt.Errorf("sha256_from %q: the only source is %q", it.SHA256From, HuggingFace)
+	case it.SHA256From != "" && (it.Upstream == nil || it.Upstream.Path != "" || !strings.Contains(it.Upstream.URL, "/resolve/")):
+		return errors.New("sha256_from huggingface needs an upstream Hugging Face .../resolve/... url of the file itself")
+	case !it.Manual && it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0 && it.SHA256From == "":
+		return errors.New("needs sha256, md5, bytes or sha256_from: nothing could be verified (or manual: true)")
 	case it.Upstream == nil && it.NPM == nil:
 		return errors.New("needs an upstream or an npm source")
 	}
@@ -269,6 +283,17 @@ func (it Item) validate() error {
 		}
 	}
 	return nil
+}
+
+// validFile accepts a file name or a relative path of file names: the
+// diffusers layout keeps each component's model.onnx in its own folder.
+func validFile(f string) bool {
+	for _, seg := range strings.Split(f, "/") {
+		if !nameRE.MatchString(seg) {
+			return false
+		}
+	}
+	return true
 }
 
 func isTarGz(url string) bool {

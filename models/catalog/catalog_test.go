@@ -43,6 +43,11 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 		"ben2-base":             "models/ben2-base.onnx",
 		"sam-encoder":           "models/sam_vit_b_01ec64.encoder.onnx",
 		"sam-decoder":           "models/sam_vit_b_01ec64.decoder.onnx",
+		// SD-Turbo in the diffusers layout, verified against the sha256
+		// Hugging Face states (none could be pinned).
+		"sd-turbo-unet":         "models/sd-turbo/unet/model.onnx",
+		"sd-turbo-text-encoder": "models/sd-turbo/text_encoder/model.onnx",
+		"sd-turbo-vae-decoder":  "models/sd-turbo/vae_decoder/model.onnx",
 	}
 	if len(c.Items) != len(want) {
 		t.Errorf("catalog has %d items, want %d: %v", len(c.Items), len(want), c.Names())
@@ -56,7 +61,7 @@ func TestLoadEmbeddedCatalog(t *testing.T) {
 		if it.RelPath() != rel {
 			t.Errorf("%s installs to %q, want %q", name, it.RelPath(), rel)
 		}
-		if it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0 && !it.Manual {
+		if it.SHA256 == "" && it.MD5 == "" && it.Bytes == 0 && !it.Manual && it.SHA256From != HuggingFace {
 			t.Errorf("%s: nothing to verify", name)
 		}
 		if it.File == "" || it.License == "" {

@@ -15,6 +15,7 @@ import (
 	// The other families register the tasks the embedded configuration uses.
 	_ "github.com/imgserve/imgserve/models/caption"
 	_ "github.com/imgserve/imgserve/models/clip"
+	_ "github.com/imgserve/imgserve/models/diffusion"
 	_ "github.com/imgserve/imgserve/models/inpaint"
 	"github.com/imgserve/imgserve/preprocess"
 )

@@ -1,5 +1,7 @@
 package tokenizer
 
+import "fmt"
+
 // CLIPContextLength is the sequence length CLIP's text encoder is exported
 // with (model_max_length in tokenizer_config.json).
 const CLIPContextLength = 77
@@ -28,6 +30,22 @@ func (t *CLIP) EOS() int { return t.eos }
 
 // PadID returns the padding id, <|endoftext|> for CLIP exports.
 func (t *CLIP) PadID() int { return t.pad }
+
+// WithPad returns a tokenizer that pads with the vocabulary token tok and
+// is otherwise t. The BPE vocabulary is shared by CLIP and the Stable
+// Diffusion text encoders, but their padding differs: CLIP's and SD 1.x's
+// tokenizers pad with <|endoftext|>, SD 2.x's and SD-Turbo's with "!" (id
+// 0). The text encoder reads the padded positions (it has no attention
+// mask), so the choice changes its output.
+func (t *CLIP) WithPad(tok string) (*CLIP, error) {
+	id, ok := t.model.vocab[tok]
+	if !ok {
+		return nil, fmt.Errorf("tokenizer: clip: pad token %q is not in the vocabulary", tok)
+	}
+	c := *t
+	c.pad = id
+	return &c, nil
+}
 
 // VocabSize returns one more than the largest token id.
 func (t *CLIP) VocabSize() int { return len(t.model.tokens) }

@@ -140,3 +140,51 @@ func TestTokenMatcher(t *testing.T) {
 		t.Errorf("segments = %q", got)
 	}
 }
+
+// Stable Diffusion 2.x and SD-Turbo pad with "!" where CLIP pads with
+// <|endoftext|>: diffusers' pipelines call the tokenizer with
+// padding="max_length", max_length=77, truncation=True, so the padded
+// positions differ and nothing else does.
+func TestCLIPWithPad(t *testing.T) {
+	clip := loadCLIP(t)
+	sd, err := clip.WithPad("!")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.PadID() != 0 || clip.PadID() != 49407 {
+		t.Fatalf("pad ids: sd %d, clip %d", sd.PadID(), clip.PadID())
+	}
+	texts := []string{"a photo of a cat", "", strings.Repeat("red ", 90)}
+	sdIDs, sdMask, w := sd.EncodeBatchFlat(texts, CLIPContextLength)
+	clipIDs, clipMask, _ := clip.EncodeBatchFlat(texts, CLIPContextLength)
+	if w != 77 {
+		t.Fatalf("width %d", w)
+	}
+	if !slices.Equal(sdMask, clipMask) {
+		t.Error("padding changed the attention mask")
+	}
+	for i := range sdIDs {
+		switch {
+		case sdMask[i] == 1 && sdIDs[i] != clipIDs[i]:
+			t.Fatalf("position %d: sd %d, clip %d: only padding may differ", i, sdIDs[i], clipIDs[i])
+		case sdMask[i] == 0 && (sdIDs[i] != 0 || clipIDs[i] != 49407):
+			t.Fatalf("padding at %d: sd %d, clip %d", i, sdIDs[i], clipIDs[i])
+		}
+	}
+	// "a photo of a cat": BOS, 5 words, EOS, then 70 "!".
+	want := append([]int64{49406, 320, 1125, 539, 320, 2368, 49407}, make([]int64, 70)...)
+	if !slices.Equal(sdIDs[:77], want) {
+		t.Errorf("sd row 0 = %v", sdIDs[:77])
+	}
+	// Truncation keeps EOS last, whatever the padding.
+	if sdIDs[3*77-1] != 49407 || sdMask[3*77-1] != 1 {
+		t.Errorf("truncated row ends %d (mask %d)", sdIDs[3*77-1], sdMask[3*77-1])
+	}
+	// The original is untouched.
+	if _, _, _ = clip.EncodeBatchFlat(texts[:1], 77); clip.PadID() != 49407 {
+		t.Error("WithPad changed the original")
+	}
+	if _, err := clip.WithPad("no-such-token"); err == nil {
+		t.Error("unknown pad token accepted")
+	}
+}
