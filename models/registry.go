@@ -56,6 +56,22 @@ func RegisterWarmUp(task string, inputs WarmUpInputs) {
 	warmUps[task] = inputs
 }
 
+// DimBounds gives, for a task's model, the largest value each dynamic
+// dimension of each input can take ([input][dimension], 0 for no bound of
+// its own): what the model can read, such as CLIP's 77 text positions.
+type DimBounds func(inputs []inference.TensorInfo) [][]int64
+
+var dimBounds = map[string]DimBounds{}
+
+// RegisterDimBounds sets a task's dimension bounds; model family packages
+// call it from init.
+func RegisterDimBounds(task string, f DimBounds) {
+	if _, dup := dimBounds[task]; dup {
+		panic("models: dimension bounds registered twice: " + task)
+	}
+	dimBounds[task] = f
+}
+
 // Status is where a model is in its life.
 type Status string
 
@@ -82,6 +98,9 @@ type State struct {
 	Outputs   []inference.TensorInfo
 	BatchMode inference.BatchMode
 	Batching  inference.BatchConfig
+	// Limits bound the tensors of one request from a client (KServe over
+	// HTTP or gRPC); transports check them before allocating.
+	Limits    inference.InputLimits
 	Scheduler *inference.Scheduler
 	session   *inference.Session
 }
@@ -123,6 +142,9 @@ type Options struct {
 	// FetchCommand says how to get a missing model's file; "" when nothing
 	// can fetch it (a model the operator brings).
 	FetchCommand func(item string) string
+	// QueueWaitBudget is the load-shedding budget of models whose batching
+	// sets no max_queue_wait; 0 turns shedding off for them.
+	QueueWaitBudget time.Duration
 }
 
 // Registry is the set of configured models.
@@ -198,6 +220,9 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	b := mc.BatchingFor(r.opts.Runtime.Device())
 	so := mc.SessionOptions(runtime.NumCPU(), b.Instances)
 	batching := b.BatchConfig()
+	if b.MaxQueueWait == nil {
+		batching.MaxQueueWait = r.opts.QueueWaitBudget
+	}
 	var (
 		sess *inference.Session
 		mode inference.BatchMode
@@ -233,6 +258,11 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		session:   sess,
 	}
 	st.Batching = st.Scheduler.Config()
+	var bounds [][]int64
+	if f := dimBounds[mc.Task]; f != nil {
+		bounds = f(st.Inputs)
+	}
+	st.Limits = inference.NewInputLimits(st.Inputs, st.Batching.MaxBatchSize, bounds, mc.MaxInputBytes)
 	// A task whose inputs cannot be zeros with dynamic dimensions set to 1
 	// warms up on its own inputs, once.
 	if custom := warmUps[mc.Task]; custom != nil {
@@ -241,6 +271,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 			sess.Close()
 			return nil, fmt.Errorf("warm-up run: %w", err)
 		}
+		st.Scheduler.ResetServiceTime()
 		return st, nil
 	}
 	// One run per batch bucket: on a GPU each new shape costs an arena
@@ -260,6 +291,9 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		}
 	}
 	st.Scheduler.ResetStats()
+	// The warm-up runs paid for lazy initialisation: they would make the
+	// service time, and so load shedding, far too pessimistic.
+	st.Scheduler.ResetServiceTime()
 	return st, nil
 }
 
@@ -278,9 +312,9 @@ func warmUp(st *State, rows int) error {
 				}
 			}
 		}
-		n := int64(info.DType.Size())
-		for _, d := range shape {
-			n *= d
+		n, ok := inference.ShapeBytes(info.DType, shape)
+		if !ok {
+			return fmt.Errorf("input %s: shape %v is too large", info.Name, shape)
 		}
 		inputs[i] = inference.Tensor{DType: info.DType, Shape: shape, Data: make([]byte, n)}
 	}
