@@ -16,6 +16,7 @@ import (
 
 // u2netp's input: one 3x320x320 FP32 image, 1.2 MB.
 var u2netpSig = []inference.TensorInfo{{Name: "input.1", DType: inference.FP32, Shape: []int64{1, 3, 320, 320}}}
+var u2netpLimits = inference.NewInputLimits(u2netpSig, 1, nil, 0)
 
 const u2netpElems = 3 * 320 * 320
 
@@ -37,7 +38,7 @@ func BenchmarkDecodeBinaryRequest(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := kserve.DecodeRequest(body, len(header), u2netpSig, false, 1); err != nil {
+		if _, _, err := kserve.DecodeRequest(body, len(header), u2netpLimits, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -49,7 +50,7 @@ func BenchmarkDecodeJSONRequest(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := kserve.DecodeRequest(body, -1, u2netpSig, false, 1); err != nil {
+		if _, _, err := kserve.DecodeRequest(body, -1, u2netpLimits, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -113,7 +114,7 @@ func BenchmarkGRPCDecodeRequest(b *testing.B) {
 		if err := proto.Unmarshal(wire, &req); err != nil {
 			b.Fatal(err)
 		}
-		if _, _, err := kserve.DecodeGRPCRequest(&req, u2netpSig, false, 1); err != nil {
+		if _, _, err := kserve.DecodeGRPCRequest(&req, u2netpLimits, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,7 +10,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/imgserve/imgserve/internal/recovered"
 )
 
 // Limits. They bound the memory one request can pin and keep snapshot
@@ -260,6 +263,20 @@ func Unit(v []float32) ([]float32, error) {
 }
 
 func checkID(id string) error {
+	if err := checkStoredID(id); err != nil {
+		return err
+	}
+	if strings.ContainsFunc(id, unicode.IsControl) {
+		// Ids are echoed in responses and may reach logs, where a NUL or a
+		// line break would cut or forge a record.
+		return fmt.Errorf("%w: holds a control character", ErrBadID)
+	}
+	return nil
+}
+
+// checkStoredID is what a snapshot's ids must pass: snapshots written
+// before control characters were refused still load.
+func checkStoredID(id string) error {
 	switch {
 	case id == "":
 		return fmt.Errorf("%w: empty", ErrBadID)
@@ -707,7 +724,7 @@ func (c *Collection) scan(q []float32, k int) []cand {
 	// Each shard keeps its own heap so the scan shares nothing; the global
 	// top k is among the union of the shards' top k.
 	parts := make([]*topK, shards)
-	var wg sync.WaitGroup
+	var wg recovered.Group
 	for s := range shards {
 		lo, hi := n*s/shards, n*(s+1)/shards
 		parts[s] = newTopK(k, c.ids)

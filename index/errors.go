@@ -13,7 +13,8 @@ var (
 	// ErrBadVector: the vector is all zeros or holds NaN or ±Inf, so it has
 	// no direction to compare.
 	ErrBadVector = errors.New("index: bad vector")
-	// ErrBadID: the id is empty, longer than MaxIDBytes or not UTF-8.
+	// ErrBadID: the id is empty, longer than MaxIDBytes, not UTF-8 or holds
+	// a control character.
 	ErrBadID = errors.New("index: bad id")
 	// ErrMetadata: metadata is larger than MaxMetadataBytes or is not
 	// valid JSON.

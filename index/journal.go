@@ -461,7 +461,7 @@ func (s *Store) apply(p []byte) error {
 		for i := range row {
 			row[i] = math.Float32frombits(binary.LittleEndian.Uint32(p[4*i:]))
 		}
-		if err := checkID(string(id)); err != nil {
+		if err := checkStoredID(string(id)); err != nil {
 			return err
 		}
 		if _, err := copyMeta(meta); err != nil {

@@ -438,7 +438,7 @@ func readIDMeta(r *snapReader, name string, i int, allowEmpty bool) (string, jso
 	}
 	id := string(idb)
 	if !(allowEmpty && id == "") {
-		if err := checkID(id); err != nil {
+		if err := checkStoredID(id); err != nil {
 			return "", nil, corrupt("collection %q row %d: %v", name, i, err)
 		}
 	}

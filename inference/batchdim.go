@@ -254,7 +254,11 @@ func verifyBatching(s *Session) error {
 					shape[i] = verifyDynamicDimLen
 				}
 			}
-			rows[r] = append(rows[r], randomTensor(rng, info.DType, shape))
+			t, err := randomTensor(rng, info.DType, shape)
+			if err != nil {
+				return fmt.Errorf("input %s: %w", info.Name, err)
+			}
+			rows[r] = append(rows[r], t)
 		}
 	}
 	var single [2][]Tensor
@@ -288,8 +292,16 @@ func verifyBatching(s *Session) error {
 	return nil
 }
 
-func randomTensor(rng *rand.Rand, dt DType, shape []int64) Tensor {
-	t := Tensor{DType: dt, Shape: shape, Data: make([]byte, elements(shape)*int64(dt.Size()))}
+// maxVerifyBytes bounds one input of the load-time batching check; a model
+// whose fixed dimensions ask for more is served without the rewrite.
+const maxVerifyBytes = 1 << 30
+
+func randomTensor(rng *rand.Rand, dt DType, shape []int64) (Tensor, error) {
+	n, ok := ShapeBytes(dt, shape)
+	if !ok || n > maxVerifyBytes {
+		return Tensor{}, fmt.Errorf("shape %v of %v is too large to verify batching with", shape, dt)
+	}
+	t := Tensor{DType: dt, Shape: shape, Data: make([]byte, n)}
 	switch dt {
 	case FP32:
 		v := Values[float32](t)
@@ -324,7 +336,7 @@ func randomTensor(rng *rand.Rand, dt DType, shape []int64) Tensor {
 			}
 		}
 	}
-	return t
+	return t, nil
 }
 
 // closeEnough compares outputs with a tolerance for floats: batched kernels

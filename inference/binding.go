@@ -166,7 +166,7 @@ func tensorInfo(v *C.OrtValue) (DType, []int64, unsafe.Pointer, error) {
 	return DType(typ), shape, data, nil
 }
 
-func (d *DeviceTensor) bytes() int { return int(elements(d.Shape)) * d.DType.Size() }
+func (d *DeviceTensor) bytes() int { return outputBytes(d.DType, d.Shape) }
 
 // Host copies the tensor into Go memory.
 func (d *DeviceTensor) Host() (Tensor, error) {
@@ -362,7 +362,7 @@ func (s *Session) RunBound(inputs []BoundInput, keep []bool) ([]Tensor, []*Devic
 		if err != nil {
 			return fail(fmt.Errorf("output %s: %w", s.outputs[i].Name, err))
 		}
-		n := int(elements(shape)) * dt.Size()
+		n := outputBytes(dt, shape)
 		host[i] = Tensor{DType: dt, Shape: shape, Data: C.GoBytes(data, C.int(n))}
 	}
 	for i, v := range values {

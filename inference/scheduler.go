@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/imgserve/imgserve/internal/recovered"
 )
 
 // BatchConfig is one model's scheduling policy, after Triton's dynamic
@@ -34,6 +36,13 @@ type BatchConfig struct {
 	// and cuDNN's algorithm choices are per shape, and would otherwise grow
 	// with every new batch size. On a CPU the padding is wasted work.
 	BatchBuckets []int
+	// MaxQueueWait is the load-shedding budget: a request whose expected
+	// wait in the queue exceeds it, or would not let it finish before its
+	// deadline, is refused at once with ErrOverloaded. 0 turns shedding
+	// off. The expected wait comes from the measured service time of recent
+	// batches, like Triton's queue policy with timeouts, but decided before
+	// the request queues instead of after it waited in vain.
+	MaxQueueWait time.Duration
 	// SharedInputs are the positions of inputs without a batch dimension,
 	// such as a decoder's use_cache_branch flag. Requests batch together only
 	// when these are equal, and the batch passes them through as they are.
@@ -45,6 +54,7 @@ func (c BatchConfig) normalised() BatchConfig {
 	c.MaxQueueSize = max(c.MaxQueueSize, 1)
 	c.Instances = max(c.Instances, 1)
 	c.MaxQueueDelay = max(c.MaxQueueDelay, 0)
+	c.MaxQueueWait = max(c.MaxQueueWait, 0)
 	c.PreferredBatchSizes = slices.DeleteFunc(slices.Clone(c.PreferredBatchSizes), func(p int) bool {
 		return p < 1 || p > c.MaxBatchSize
 	})
@@ -95,11 +105,32 @@ type Observer interface {
 var (
 	// ErrQueueFull is returned at once when MaxQueueSize requests wait.
 	ErrQueueFull = errors.New("queue full")
+	// ErrOverloaded is returned at once when a request's expected queue
+	// wait exceeds MaxQueueWait or its deadline.
+	ErrOverloaded = errors.New("overloaded")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("scheduler closed")
 	// ErrBadRequest wraps inputs that cannot be batched.
 	ErrBadRequest = errors.New("bad request")
 )
+
+// RetryError is a refusal that says when to try again: the server turns
+// After into a Retry-After header. The scheduler's load shedding and the
+// server's admission both refuse with it.
+type RetryError struct {
+	Err   error
+	After time.Duration
+	msg   string
+}
+
+// Refuse makes a RetryError wrapping err, with msg for the client.
+func Refuse(err error, after time.Duration, msg string) *RetryError {
+	return &RetryError{Err: err, After: after, msg: msg}
+}
+
+func (e *RetryError) Error() string             { return e.msg }
+func (e *RetryError) Unwrap() error             { return e.Err }
+func (e *RetryError) RetryAfter() time.Duration { return e.After }
 
 // Scheduler batches requests for one model and runs them on a Runner.
 //
@@ -117,9 +148,13 @@ type Scheduler struct {
 	pinned *pinnedPool
 	stats  statsRecorder
 
-	mu     sync.Mutex
-	queue  []*request
-	closed bool
+	mu      sync.Mutex
+	queue   []*request
+	rows    int // rows waiting in queue
+	busy    int // batches running
+	closed  bool
+	service time.Duration // moving average of a batch's run time; 0 until measured
+	spread  time.Duration // moving average of its deviation from service
 
 	wake    chan struct{} // a request arrived, or Close was called
 	slots   chan struct{} // one token per running batch
@@ -136,6 +171,11 @@ type request struct {
 	// the queue.
 	submitted, queued time.Time
 	done              chan result
+	// released is closed once no batch reads inputs any more: after
+	// packing copied them, after the run that read them in place, or when
+	// the request left the queue unrun. Only then may the caller reuse
+	// its buffers.
+	released chan struct{}
 }
 
 type result struct {
@@ -179,12 +219,76 @@ func (s *Scheduler) Pending() int {
 	return len(s.queue)
 }
 
+// ServiceTime is the moving average of a batch's run time, 0 before the
+// first measured batch.
+func (s *Scheduler) ServiceTime() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.service
+}
+
+// ExpectedWait is how long a request submitted now would wait for its
+// batch to start, at the most: the batches queued ahead of it and those
+// running (as if they had just started), spread over the instances, each
+// taking the measured service time plus its mean deviation (as TCP's
+// retransmission timer reckons with a round trip's). Erring long keeps the
+// requests that are admitted within the budget when run times vary, as
+// they do on a shared machine.
+func (s *Scheduler) ExpectedWait() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.expectedWait()
+}
+
+func (s *Scheduler) expectedWait() time.Duration {
+	if s.service == 0 {
+		return 0
+	}
+	ahead := (s.rows + s.cfg.MaxBatchSize - 1) / s.cfg.MaxBatchSize
+	return time.Duration(ahead+s.busy) * (s.service + s.spread) / time.Duration(s.cfg.Instances)
+}
+
+// CheckLoad tells whether a request with ctx's deadline would be refused
+// now for the expected wait (ErrOverloaded, as a *RetryError), without
+// queueing anything. Callers use it before costly preprocessing; Submit
+// checks again.
+func (s *Scheduler) CheckLoad(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shed(ctx)
+}
+
+// shed refuses a request whose expected wait exceeds the budget, or whose
+// wait and run would outlast its deadline. Called with mu held.
+func (s *Scheduler) shed(ctx context.Context) error {
+	if s.cfg.MaxQueueWait <= 0 || s.service == 0 {
+		return nil
+	}
+	wait := s.expectedWait()
+	allowed, why := s.cfg.MaxQueueWait, "the queue-wait budget"
+	if dl, ok := ctx.Deadline(); ok {
+		if left := dl.Sub(s.clock.Now()) - s.service - s.spread; left < allowed {
+			allowed, why = max(left, 0), "the request's deadline"
+		}
+	}
+	if wait <= allowed {
+		return nil
+	}
+	return &RetryError{Err: ErrOverloaded, After: wait - allowed, msg: fmt.Sprintf(
+		"model busy: the expected queue wait of %v exceeds %s (%v)", wait.Round(time.Millisecond), why, allowed.Round(time.Millisecond))}
+}
+
+// testHookAwaitRelease lets a test see a cancelled Submit wait for its batch.
+var testHookAwaitRelease = func() {}
+
 // Submit queues one request and waits for its outputs. With batching on,
 // every input's leading dimension is the request's row count, and the
 // outputs hold the same rows. Submit returns early with ctx's error when ctx
-// ends; a request whose context ended is never packed into a batch.
+// ends; a request whose context ended is never packed into a batch. When
+// Submit returns, no batch reads the inputs any more: the caller may reuse
+// them, even after an error.
 func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
-	r := &request{ctx: ctx, inputs: inputs, done: make(chan result, 1), submitted: s.clock.Now()}
+	r := &request{ctx: ctx, inputs: inputs, done: make(chan result, 1), released: make(chan struct{}), submitted: s.clock.Now()}
 	if err := s.enqueue(r); err != nil {
 		s.stats.fail(s.clock.Now().Sub(r.submitted))
 		return nil, err
@@ -195,8 +299,25 @@ func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, erro
 	case res := <-r.done:
 		return res.out, res.err
 	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	if i := slices.Index(s.queue, r); i >= 0 {
+		// Still queued: it leaves now and frees its slot.
+		s.queue = slices.Delete(s.queue, i, i+1)
+		s.rows -= r.rows
+		s.mu.Unlock()
+		now := s.clock.Now()
+		s.obs.ObserveRequest(now.Sub(r.queued), 0, ctx.Err())
+		s.stats.fail(now.Sub(r.submitted))
+		demand.Add(-1)
 		return nil, ctx.Err()
 	}
+	s.mu.Unlock()
+	// A batch took it: wait until that batch no longer reads the inputs
+	// (at most one run), so the caller cannot reuse them under its feet.
+	testHookAwaitRelease()
+	<-r.released
+	return nil, ctx.Err()
 }
 
 // enqueue checks a request and queues it, or says why it cannot wait.
@@ -216,10 +337,15 @@ func (s *Scheduler) enqueue(r *request) error {
 		s.dropEnded()
 	}
 	if len(s.queue) >= s.cfg.MaxQueueSize {
-		return ErrQueueFull
+		// One slot frees when the oldest batch ahead starts.
+		return &RetryError{Err: ErrQueueFull, After: s.service / time.Duration(s.cfg.Instances), msg: "model queue is full"}
+	}
+	if err := s.shed(r.ctx); err != nil {
+		return err
 	}
 	r.queued = s.clock.Now()
 	s.queue = append(s.queue, r)
+	s.rows += r.rows
 	demand.Add(1)
 	return nil
 }
@@ -296,7 +422,11 @@ func (s *Scheduler) dispatch() {
 	defer close(s.stopped)
 	for {
 		s.slots <- struct{}{}
-		batch := s.nextBatch()
+		batch, ok := s.nextBatchRecovering()
+		if !ok {
+			<-s.slots
+			continue
+		}
 		if batch == nil {
 			<-s.slots
 			return
@@ -306,32 +436,52 @@ func (s *Scheduler) dispatch() {
 	}
 }
 
+// nextBatchRecovering is nextBatch with a panic (a bug in forming a
+// batch, an observer's) failing every queued request instead of the
+// process; ok is false then, and the dispatcher goes on.
+func (s *Scheduler) nextBatchRecovering() (batch []*request, ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			err := recovered.Report("scheduler.dispatch", v)
+			s.mu.Lock()
+			// The panic may have struck while a request was being
+			// answered: answer and release each at most once.
+			now := s.clock.Now()
+			for _, r := range s.queue {
+				s.stats.fail(now.Sub(r.submitted))
+				demand.Add(-1)
+				select {
+				case <-r.released:
+				default:
+					close(r.released)
+				}
+				select {
+				case r.done <- result{err: err}:
+				default:
+				}
+			}
+			s.queue, s.rows = nil, 0
+			s.mu.Unlock()
+			batch, ok = nil, false
+		}
+	}()
+	return s.nextBatch(), true
+}
+
 // nextBatch blocks until a batch is due and takes it off the queue. It
 // returns nil once the scheduler is closed and the queue is empty.
 func (s *Scheduler) nextBatch() []*request {
 	for {
-		s.mu.Lock()
-		s.dropEnded()
-		if len(s.queue) == 0 {
-			closed := s.closed
-			s.mu.Unlock()
-			if closed {
-				return nil
-			}
+		batch, wait, closed := s.takeBatch()
+		switch {
+		case batch != nil:
+			return batch
+		case closed:
+			return nil
+		case wait < 0:
 			<-s.wake
 			continue
 		}
-		take, due := s.candidates()
-		due = due || s.closed
-		deadline := s.queue[0].queued.Add(s.cfg.MaxQueueDelay)
-		wait := deadline.Sub(s.clock.Now())
-		if due || wait <= 0 {
-			batch := s.remove(take)
-			s.mu.Unlock()
-			return batch
-		}
-		s.mu.Unlock()
-
 		t := s.clock.NewTimer(wait)
 		select {
 		case <-s.wake:
@@ -339,6 +489,27 @@ func (s *Scheduler) nextBatch() []*request {
 		}
 		t.Stop()
 	}
+}
+
+// takeBatch takes the next batch off the queue if one is due; else it
+// says how long until the oldest request's delay passes (-1: the queue is
+// empty) and whether the scheduler is closed with nothing left.
+func (s *Scheduler) takeBatch() (batch []*request, wait time.Duration, closed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropEnded()
+	if len(s.queue) == 0 {
+		return nil, -1, s.closed
+	}
+	take, due := s.candidates()
+	due = due || s.closed
+	deadline := s.queue[0].queued.Add(s.cfg.MaxQueueDelay)
+	wait = deadline.Sub(s.clock.Now())
+	if due || wait <= 0 {
+		s.busy++
+		return s.remove(take), 0, false
+	}
+	return nil, wait, false
 }
 
 // candidates returns how many queue positions, among requests with the
@@ -378,6 +549,7 @@ func (s *Scheduler) remove(positions []int) []*request {
 	batch := make([]*request, len(positions))
 	for i, p := range positions {
 		batch[i] = s.queue[p]
+		s.rows -= batch[i].rows
 		s.queue[p] = nil
 	}
 	s.queue = slices.DeleteFunc(s.queue, func(r *request) bool { return r == nil })
@@ -385,14 +557,24 @@ func (s *Scheduler) remove(positions []int) []*request {
 }
 
 // dropEnded answers and removes requests whose context has ended, so they
-// never take a batch slot.
+// never take a batch slot, and, when shedding is on, requests that have
+// waited past MaxQueueWait: the estimate that admitted them fell short
+// (the runs slowed down), and like Triton's queue policy with timeouts the
+// queue answers them 429 rather than let them finish ever later. So a
+// request that runs has waited no longer than the budget.
 func (s *Scheduler) dropEnded() {
 	now := s.clock.Now()
 	s.queue = slices.DeleteFunc(s.queue, func(r *request) bool {
 		err := r.ctx.Err()
+		if waited := now.Sub(r.queued); err == nil && s.cfg.MaxQueueWait > 0 && waited > s.cfg.MaxQueueWait {
+			err = &RetryError{Err: ErrOverloaded, After: max(s.expectedWait()-s.cfg.MaxQueueWait, time.Second), msg: fmt.Sprintf(
+				"model busy: the request waited %v in the queue, past the queue-wait budget of %v", waited.Round(time.Millisecond), s.cfg.MaxQueueWait)}
+		}
 		if err == nil {
 			return false
 		}
+		s.rows -= r.rows
+		close(r.released)
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, err)
 		s.stats.fail(now.Sub(r.submitted))
 		r.done <- result{err: err}
@@ -403,6 +585,9 @@ func (s *Scheduler) dropEnded() {
 
 func (s *Scheduler) execute(batch []*request) {
 	defer func() {
+		s.mu.Lock()
+		s.busy--
+		s.mu.Unlock()
 		<-s.slots
 		s.running.Done()
 	}()
@@ -415,14 +600,10 @@ func (s *Scheduler) execute(batch []*request) {
 	if s.cfg.MaxBatchSize > 1 {
 		padded = s.cfg.bucket(rows)
 	}
-	inputs, release := s.pack(batch, padded)
-	packed := s.clock.Now()
-	out, err := s.run.Run(inputs)
-	release()
-	ran := s.clock.Now()
 	split := len(batch) > 1 || padded != rows
-	if err == nil && split {
-		err = checkRows(out, padded)
+	out, packed, ran, err := s.runBatch(batch, padded, split)
+	if err == nil {
+		s.measured(ran.Sub(start))
 	}
 	results := make([]result, len(batch))
 	offset := 0
@@ -455,11 +636,77 @@ func (s *Scheduler) execute(batch []*request) {
 	}
 }
 
+// runBatch packs a batch into padded rows and runs it; split says the
+// outputs will be cut per request. A panic in the runner (ONNX Runtime's
+// wrapper, a test double) fails this batch's requests, not the process.
+// Each request's inputs are released as soon as nothing reads them: after
+// the copy into the batch, or after a run that read them in place.
+func (s *Scheduler) runBatch(batch []*request, padded int, split bool) (out []Tensor, packed, ran time.Time, err error) {
+	release, copied := func() {}, false
+	defer func() {
+		if v := recover(); v != nil {
+			out, err = nil, recovered.Report("scheduler.run", v)
+			ran = s.clock.Now()
+			if packed.IsZero() {
+				packed = ran
+			}
+		}
+		release()
+		if !copied {
+			for _, r := range batch {
+				close(r.released)
+			}
+		}
+	}()
+	var inputs []Tensor
+	inputs, release = s.pack(batch, padded)
+	if !passedThrough(batch, padded) {
+		for _, r := range batch {
+			close(r.released)
+		}
+		copied = true
+	}
+	packed = s.clock.Now()
+	out, err = s.run.Run(inputs)
+	ran = s.clock.Now()
+	if err == nil && split {
+		err = checkRows(out, padded)
+	}
+	return out, packed, ran, err
+}
+
+// measured folds one batch's run time into the service time and its
+// deviation, moving averages that follow a change of load within a few
+// batches.
+func (s *Scheduler) measured(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.service == 0 {
+		s.service, s.spread = d, 0
+		return
+	}
+	dev := d - s.service
+	s.service += dev / 4
+	s.spread += (max(dev, -dev) - s.spread) / 4
+}
+
+// ResetServiceTime forgets the measured service time, as after warm-up
+// runs that paid for lazy initialisation; until the next batch nothing is
+// shed.
+func (s *Scheduler) ResetServiceTime() {
+	s.mu.Lock()
+	s.service, s.spread = 0, 0
+	s.mu.Unlock()
+}
+
+// passedThrough tells a batch whose request's own inputs are run, uncopied.
+func passedThrough(batch []*request, rows int) bool { return len(batch) == 1 && batch[0].rows == rows }
+
 // pack concatenates the requests' inputs along the batch dimension into
 // pooled buffers, with zero rows after them up to rows (a bucket). A batch
 // of one request that fills its bucket is passed through without a copy.
 func (s *Scheduler) pack(batch []*request, rows int) ([]Tensor, func()) {
-	if len(batch) == 1 && batch[0].rows == rows {
+	if passedThrough(batch, rows) {
 		return batch[0].inputs, func() {}
 	}
 	first := batch[0].inputs

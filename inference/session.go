@@ -268,10 +268,11 @@ func (s *Session) preallocate(out []ort.Value, inputs []Tensor) error {
 		for _, d := range shape {
 			known = known && d >= 0
 		}
-		if !known || elements(shape) == 0 {
-			continue
+		size, ok := ShapeBytes(info.DType, shape)
+		if !known || !ok || size == 0 {
+			continue // ONNX Runtime allocates it, and says so if it cannot
 		}
-		buf := make([]byte, elements(shape)*int64(info.DType.Size()))
+		buf := make([]byte, size)
 		v, err := ort.NewCustomDataTensor(ort.NewShape(shape...), buf, ort.TensorElementDataType(info.DType))
 		if err != nil {
 			return fmt.Errorf("output %s: %w", info.Name, err)

@@ -74,20 +74,69 @@ type Tensor struct {
 	Data  []byte
 }
 
-// Elements is the product of the shape's dimensions.
+// Elements is the product of the shape's dimensions, or -1 when a
+// dimension is negative or the product overflows.
 func (t Tensor) Elements() int64 {
-	return elements(t.Shape)
-}
-
-func elements(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
+	n, ok := ShapeElements(t.Shape)
+	if !ok {
+		return -1
 	}
 	return n
 }
 
-// Validate checks that the data length matches the shape and type.
+// MaxTensorBytes bounds every size computed from a shape. Nothing the
+// server holds comes near it; it only keeps the arithmetic far from
+// overflow, whatever a client declares.
+const MaxTensorBytes = 1 << 50
+
+// ShapeElements is the product of the dimensions with every step checked:
+// false when a dimension is negative or the product passes MaxTensorBytes.
+// A zero dimension makes 0, even after huge ones.
+func ShapeElements(shape []int64) (int64, bool) {
+	n := int64(1)
+	for _, d := range shape {
+		if d < 0 {
+			return 0, false
+		}
+		if d == 0 {
+			n = 0
+			continue
+		}
+		if n > MaxTensorBytes/d {
+			return 0, false
+		}
+		n *= d
+	}
+	// A zero anywhere empties the tensor, but the dimensions after it must
+	// still be sane: [0, 2^62, 2^62] is refused like [1, 2^62, 2^62].
+	if n == 0 {
+		m := int64(1)
+		for _, d := range shape {
+			if d == 0 {
+				continue
+			}
+			if m > MaxTensorBytes/d {
+				return 0, false
+			}
+			m *= d
+		}
+	}
+	return n, true
+}
+
+// ShapeBytes is the byte size of a tensor of this type and shape, checked
+// as ShapeElements.
+func ShapeBytes(dt DType, shape []int64) (int64, bool) {
+	n, ok := ShapeElements(shape)
+	size := int64(dt.Size())
+	if !ok || size == 0 || n > MaxTensorBytes/size {
+		return 0, false
+	}
+	return n * size, true
+}
+
+// Validate checks that the data length matches the shape and type, with
+// the shape's arithmetic checked for overflow.
 func (t Tensor) Validate() error {
 	if t.DType.Size() == 0 {
 		return fmt.Errorf("unsupported datatype %v", t.DType)
@@ -97,7 +146,11 @@ func (t Tensor) Validate() error {
 			return fmt.Errorf("negative dimension in shape %v", t.Shape)
 		}
 	}
-	if want := t.Elements() * int64(t.DType.Size()); int64(len(t.Data)) != want {
+	want, ok := ShapeBytes(t.DType, t.Shape)
+	if !ok {
+		return fmt.Errorf("shape %v of %v is too large", t.Shape, t.DType)
+	}
+	if int64(len(t.Data)) != want {
 		return fmt.Errorf("shape %v of %v needs %d bytes, got %d", t.Shape, t.DType, want, len(t.Data))
 	}
 	return nil
@@ -172,9 +225,18 @@ func asBytes[T Element](s []T) []byte {
 }
 
 // rowBytes is the byte size of one batch row of a tensor with this shape.
+// Callers pass shapes that Validate accepted, whose products fit.
 func rowBytes(dtype DType, shape []int64) int {
 	if len(shape) == 0 {
 		return dtype.Size()
 	}
-	return int(elements(shape[1:])) * dtype.Size()
+	n, _ := ShapeBytes(dtype, shape[1:])
+	return int(n)
+}
+
+// outputBytes is the byte size of a tensor ONNX Runtime allocated, whose
+// shape therefore fits in memory.
+func outputBytes(dt DType, shape []int64) int {
+	n, _ := ShapeBytes(dt, shape)
+	return int(n)
 }

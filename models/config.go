@@ -51,6 +51,10 @@ type ModelConfig struct {
 	// GPUBatching replaces Batching when the server runs on a GPU, where
 	// larger batches pay (default: Batching).
 	GPUBatching *Batching `yaml:"gpu_batching"`
+	// MaxInputBytes bounds the inputs of one client request over KServe
+	// (HTTP or gRPC); 0 takes inference.DefaultMaxInputBytes (32 MiB), or
+	// what the model's fixed inputs need at its largest batch if more.
+	MaxInputBytes int64 `yaml:"max_input_bytes"`
 	// Options are task-specific settings, read by the task's pipeline (for
 	// example a caption encoder names its decoder).
 	Options map[string]string `yaml:"options"`
@@ -66,6 +70,9 @@ type Batching struct {
 	// BatchBuckets pad batches to fixed sizes (see inference.BatchConfig);
 	// on a GPU they default to powers of two up to max_batch_size.
 	BatchBuckets []int `yaml:"batch_buckets"`
+	// MaxQueueWait is the model's load-shedding budget; absent takes the
+	// server's --queue-wait-budget, 0 turns shedding off.
+	MaxQueueWait *time.Duration `yaml:"max_queue_wait"`
 }
 
 // BatchConfig converts to the scheduler's policy.
@@ -77,7 +84,15 @@ func (b Batching) BatchConfig() inference.BatchConfig {
 		MaxQueueSize:        b.MaxQueueSize,
 		Instances:           b.Instances,
 		BatchBuckets:        b.BatchBuckets,
+		MaxQueueWait:        derefDuration(b.MaxQueueWait),
 	}
+}
+
+func derefDuration(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return *d
 }
 
 // BatchingFor is the batching a model gets on a device: on a GPU its
@@ -106,6 +121,9 @@ func (b *Batching) normalise() error {
 	}
 	if b.MaxQueueDelay < 0 {
 		return fmt.Errorf("negative max_queue_delay")
+	}
+	if b.MaxQueueWait != nil && *b.MaxQueueWait < 0 {
+		return fmt.Errorf("negative max_queue_wait")
 	}
 	for _, n := range b.BatchBuckets {
 		if n < 1 || n > b.MaxBatchSize {
@@ -181,6 +199,9 @@ func ParseConfig(r io.Reader) (Config, error) {
 			if err := m.GPUBatching.normalise(); err != nil {
 				return Config{}, fmt.Errorf("model %q: gpu_batching: %w", m.Name, err)
 			}
+		}
+		if m.MaxInputBytes < 0 {
+			return Config{}, fmt.Errorf("model %q: negative max_input_bytes", m.Name)
 		}
 		m.IntraOpThreads = max(m.IntraOpThreads, 0)
 	}

@@ -93,6 +93,22 @@ func RegisterWarmUp(task string, inputs WarmUpInputs) {
 	taskOptions[task] = o
 }
 
+// DimBounds gives, for a task's model, the largest value each dynamic
+// dimension of each input can take ([input][dimension], 0 for no bound of
+// its own): what the model can read, such as CLIP's 77 text positions.
+type DimBounds func(inputs []inference.TensorInfo) [][]int64
+
+var dimBounds = map[string]DimBounds{}
+
+// RegisterDimBounds sets a task's dimension bounds; model family packages
+// call it from init.
+func RegisterDimBounds(task string, f DimBounds) {
+	if _, dup := dimBounds[task]; dup {
+		panic("models: dimension bounds registered twice: " + task)
+	}
+	dimBounds[task] = f
+}
+
 // Status is where a model is in its life.
 type Status string
 
@@ -119,6 +135,9 @@ type State struct {
 	Outputs   []inference.TensorInfo
 	BatchMode inference.BatchMode
 	Batching  inference.BatchConfig
+	// Limits bound the tensors of one request from a client (KServe over
+	// HTTP or gRPC); transports check them before allocating.
+	Limits    inference.InputLimits
 	Scheduler *inference.Scheduler
 	session   *inference.Session
 }
@@ -160,6 +179,9 @@ type Options struct {
 	// FetchCommand says how to get a missing model's file; "" when nothing
 	// can fetch it (a model the operator brings).
 	FetchCommand func(item string) string
+	// QueueWaitBudget is the load-shedding budget of models whose batching
+	// sets no max_queue_wait; 0 turns shedding off for them.
+	QueueWaitBudget time.Duration
 }
 
 // Registry is the set of configured models.
@@ -241,6 +263,9 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	so := mc.SessionOptions(runtime.NumCPU(), b.Instances)
 	so.ExternalDataDir, so.SharedInputs = filepath.Dir(r.path(mc)), topts.SharedInputs
 	batching := b.BatchConfig()
+	if b.MaxQueueWait == nil {
+		batching.MaxQueueWait = r.opts.QueueWaitBudget
+	}
 	var (
 		sess *inference.Session
 		mode inference.BatchMode
@@ -284,6 +309,11 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		session:   sess,
 	}
 	st.Batching = st.Scheduler.Config()
+	var bounds [][]int64
+	if f := dimBounds[mc.Task]; f != nil {
+		bounds = f(st.Inputs)
+	}
+	st.Limits = inference.NewInputLimits(st.Inputs, st.Batching.MaxBatchSize, bounds, mc.MaxInputBytes)
 	// One run per batch bucket: on a GPU each new shape costs an arena
 	// allocation and a cuDNN algorithm search, which the first requests of
 	// that size would otherwise wait for.
@@ -301,6 +331,9 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		}
 	}
 	st.Scheduler.ResetStats()
+	// The warm-up runs paid for lazy initialisation: they would make the
+	// service time, and so load shedding, far too pessimistic.
+	st.Scheduler.ResetServiceTime()
 	return st, nil
 }
 
@@ -325,9 +358,9 @@ func warmUp(st *State, rows int, build func([]inference.TensorInfo, int) []infer
 				}
 			}
 		}
-		n := int64(info.DType.Size())
-		for _, d := range shape {
-			n *= d
+		n, ok := inference.ShapeBytes(info.DType, shape)
+		if !ok {
+			return fmt.Errorf("input %s: shape %v is too large", info.Name, shape)
 		}
 		inputs[i] = inference.Tensor{DType: info.DType, Shape: shape, Data: make([]byte, n)}
 	}

@@ -2,7 +2,8 @@ package preprocess
 
 import (
 	"runtime"
-	"sync"
+
+	"github.com/imgserve/imgserve/internal/recovered"
 )
 
 // A request's decoding, resizing and compositing would otherwise run on one
@@ -23,7 +24,7 @@ func forBands(rows, bytes int, fn func(lo, hi int)) {
 		fn(0, rows)
 		return
 	}
-	var wg sync.WaitGroup
+	var wg recovered.Group
 	for b := 1; b < bands; b++ {
 		wg.Go(func() { fn(rows*b/bands, rows*(b+1)/bands) })
 	}

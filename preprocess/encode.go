@@ -10,6 +10,8 @@ import (
 	"io"
 	"runtime"
 	"sync"
+
+	"github.com/imgserve/imgserve/internal/recovered"
 )
 
 // Outputs carry no metadata: the PNG writer below emits only IHDR, IDAT
@@ -161,7 +163,7 @@ func (b *pngBand) deflate(row func([]byte, int), n, lo, hi int, last bool) {
 // deflateBands writes the zlib stream of the filtered rows to w.
 func deflateBands(w io.Writer, row func([]byte, int), n, height, bands int) error {
 	parts := make([]*pngBand, bands)
-	var wg sync.WaitGroup
+	var wg recovered.Group
 	for i := range parts {
 		p, _ := pngBands.Get().(*pngBand)
 		if p == nil {

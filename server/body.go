@@ -10,11 +10,14 @@ import (
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 	"github.com/valyala/fasthttp"
+
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // requestBody returns the body, inflating a gzip or deflate Content-Encoding
 // (Triton's clients can compress requests). The inflated size is bounded by
-// maxSize, so a compressed bomb gets 413, not the server's memory.
+// maxSize, so a compressed bomb gets 413, not the server's memory, and is
+// reserved against the admission budget as it grows.
 func requestBody(ctx *fasthttp.RequestCtx, maxSize int) ([]byte, error) {
 	body := ctx.Request.Body()
 	enc := string(ctx.Request.Header.Peek("Content-Encoding"))
@@ -34,12 +37,13 @@ func requestBody(ctx *fasthttp.RequestCtx, maxSize int) ([]byte, error) {
 		return nil, newError(http.StatusUnsupportedMediaType, "unsupported_encoding", "unsupported Content-Encoding "+enc)
 	}
 	defer r.Close()
-	out, err := io.ReadAll(io.LimitReader(r, int64(maxSize)+1))
-	if err != nil {
+	rctx := requestContext(ctx)
+	out, err := readLimited(r, -1, maxSize, func(n int64) error { return admission.Reserve(rctx, n) })
+	switch {
+	case err == errBodyTooLarge, admission.IsRefusal(err):
+		return nil, err
+	case err != nil:
 		return nil, newError(http.StatusBadRequest, "bad_request", "malformed "+enc+" body")
-	}
-	if len(out) > maxSize {
-		return nil, errBodyTooLarge
 	}
 	return out, nil
 }

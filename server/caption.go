@@ -71,15 +71,18 @@ func (s *Server) caption(ctx *fasthttp.RequestCtx, _ routeParams) {
 		writeError(ctx, err)
 		return
 	}
+	rctx := requestContext(ctx)
+	if err := pipe.CheckLoad(rctx); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	start := time.Now()
-	img, _, err := s.decodeImage(data)
+	img, _, err := s.decodeImage(rctx, data, resizeCopies)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
 	decoded := time.Since(start)
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
 	c, err := pipe.Caption(rctx, img, params)
 	if errors.Is(err, caption.ErrBadParams) {
 		err = newError(http.StatusBadRequest, "bad_request", err.Error())
@@ -154,6 +157,9 @@ func captionTokenize(s *Server, model string, body []byte) (any, error) {
 		}
 		data := make([]tokenizedText, len(texts))
 		for i, t := range texts {
+			if len(t) > maxTextBytes {
+				return nil, badRequest("input %d: a text of %d bytes; the limit is %d", i, len(t), maxTextBytes)
+			}
 			data[i] = tokenizedText{Index: i, IDs: a.Tokenizer.Encode(t)}
 		}
 		return map[string]any{"model": model, "data": data}, nil

@@ -12,6 +12,8 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -19,6 +21,8 @@ import (
 
 	"github.com/imgserve/imgserve/index"
 	"github.com/imgserve/imgserve/models/clip"
+	"github.com/imgserve/imgserve/preprocess"
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // CLIP embeddings and reverse image search:
@@ -60,7 +64,21 @@ const (
 	maxClipInputs = 256
 	maxClipImages = 64
 	defaultK      = 10
+	// maxTextBytes bounds one text: tokenizing costs time in its whole
+	// length, though CLIP reads 77 tokens of it (a few hundred bytes).
+	maxTextBytes = 16 << 10
 )
+
+// checkText refuses an empty or overlong text, without quoting it.
+func checkText(s string) error {
+	switch {
+	case s == "":
+		return badRequest("empty text")
+	case len(s) > maxTextBytes:
+		return badRequest("a text of %d bytes; the limit is %d", len(s), maxTextBytes)
+	}
+	return nil
+}
 
 func badRequest(format string, args ...any) error {
 	return newError(http.StatusBadRequest, "bad_request", fmt.Sprintf(format, args...))
@@ -115,6 +133,11 @@ func (s *Server) embed(ctx context.Context, tw *clip.Towers, in []clipInput) ([]
 			texts, textAt = append(texts, x.text), append(textAt, i)
 		}
 	}
+	// Refuse at once what the towers could not take in time, before any
+	// image is decoded.
+	if err := tw.CheckLoad(ctx, len(imageAt) > 0, len(texts) > 0); err != nil {
+		return nil, 0, clipError(err)
+	}
 	out := make([][]float32, len(in))
 	tokens := 0
 	if len(texts) > 0 {
@@ -128,8 +151,11 @@ func (s *Server) embed(ctx context.Context, tw *clip.Towers, in []clipInput) ([]
 		tokens = n
 	}
 	if len(imageAt) > 0 {
+		if err := s.reserveImages(ctx, in, imageAt); err != nil {
+			return nil, 0, err
+		}
 		vecs, err := tw.EmbedImages(ctx, len(imageAt), func(j int) (*image.NRGBA, error) {
-			img, _, err := s.decodeImage(in[imageAt[j]].image)
+			img, _, err := s.decodeReserved(ctx, in[imageAt[j]].image)
 			if err != nil && len(in) > 1 {
 				err = fmt.Errorf("input %d: %w", imageAt[j], err)
 			}
@@ -143,6 +169,36 @@ func (s *Server) embed(ctx context.Context, tw *clip.Towers, in []clipInput) ([]
 		}
 	}
 	return out, tokens, nil
+}
+
+// reserveImages reads the headers of a request's images, checks their
+// pixels together, and reserves what decoding them takes at its peak:
+// EmbedImages decodes one image per core at a time and keeps only its
+// 224x224 input, so the largest few images are what is held at once.
+func (s *Server) reserveImages(ctx context.Context, in []clipInput, at []int) error {
+	costs := make([]int64, len(at))
+	var pixels int64
+	for j, i := range at {
+		info, err := preprocess.DecodeConfig(in[i].image, s.opts.ImageLimits)
+		if err != nil {
+			if len(in) > 1 {
+				err = fmt.Errorf("input %d: %w", i, err)
+			}
+			return err
+		}
+		pixels += int64(info.Width) * int64(info.Height)
+		costs[j] = imageCost(info, resizeCopies)
+	}
+	if pixels > maxRequestPixels {
+		return newError(http.StatusRequestEntityTooLarge, "image_too_large",
+			fmt.Sprintf("the request's images hold %d pixels together; the limit is %d", pixels, maxRequestPixels))
+	}
+	slices.Sort(costs)
+	var peak int64
+	for _, c := range costs[max(0, len(costs)-runtime.GOMAXPROCS(0)):] {
+		peak += c
+	}
+	return admission.Reserve(ctx, peak)
 }
 
 // isJSONBody tells a JSON body from an image or a form: by its media type,
@@ -274,9 +330,7 @@ func (s *Server) embeddings(ctx *fasthttp.RequestCtx, _ routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
-	vecs, tokens, err := s.embed(rctx, tw, in)
+	vecs, tokens, err := s.embed(requestContext(ctx), tw, in)
 	if err != nil {
 		writeError(ctx, err)
 		return
@@ -366,8 +420,8 @@ func parseEmbeddingInput(item json.RawMessage) (clipInput, error) {
 	default:
 		return clipInput{}, badRequest("token arrays and other values are not supported; send a string, {\"text\"} or {\"image\"}")
 	}
-	if text == "" {
-		return clipInput{}, badRequest("empty text")
+	if err := checkText(text); err != nil {
+		return clipInput{}, err
 	}
 	return clipInput{text: text}, nil
 }
@@ -413,6 +467,11 @@ func clipTokenize(s *Server, model string, body []byte) (any, error) {
 		return nil, badRequest(`"input" is empty`)
 	case len(texts) > maxClipInputs:
 		return nil, badRequest(`"input" has %d items; the limit is %d`, len(texts), maxClipInputs)
+	}
+	for i, t := range texts {
+		if len(t) > maxTextBytes {
+			return nil, badRequest("input %d: a text of %d bytes; the limit is %d", i, len(t), maxTextBytes)
+		}
 	}
 	tw, err := s.clipTowers(model)
 	if err != nil {
@@ -531,6 +590,11 @@ func (s *Server) readClipQuery(ctx *fasthttp.RequestCtx) (*clipQuery, error) {
 	if q.text != nil && *q.text == "" {
 		return nil, badRequest(`"text" is empty`)
 	}
+	if q.text != nil {
+		if err := checkText(*q.text); err != nil {
+			return nil, err
+		}
+	}
 	if q.vector != nil && len(q.vector) == 0 {
 		return nil, badRequest(`"vector" is empty`)
 	}
@@ -538,7 +602,7 @@ func (s *Server) readClipQuery(ctx *fasthttp.RequestCtx) (*clipQuery, error) {
 }
 
 // vector returns the query's vector, embedding its image or text.
-func (s *Server) vector(q *clipQuery) ([]float32, error) {
+func (s *Server) vector(ctx context.Context, q *clipQuery) ([]float32, error) {
 	if q.vector != nil {
 		return q.vector, nil
 	}
@@ -550,9 +614,7 @@ func (s *Server) vector(q *clipQuery) ([]float32, error) {
 	if q.text != nil {
 		in = clipInput{text: *q.text}
 	}
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
-	vecs, _, err := s.embed(rctx, tw, []clipInput{in})
+	vecs, _, err := s.embed(ctx, tw, []clipInput{in})
 	if err != nil {
 		return nil, err
 	}
@@ -570,8 +632,7 @@ func collectionError(name string, err error) error {
 }
 
 func (s *Server) listCollections(ctx *fasthttp.RequestCtx, _ routeParams) {
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	list, err := s.opts.Index.List(rctx)
 	if err != nil {
 		writeError(ctx, clipError(err))
@@ -584,8 +645,7 @@ func (s *Server) listCollections(ctx *fasthttp.RequestCtx, _ routeParams) {
 }
 
 func (s *Server) getCollection(ctx *fasthttp.RequestCtx, p routeParams) {
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	info, err := s.opts.Index.Info(rctx, p.Var("c"))
 	if err != nil {
 		writeError(ctx, collectionError(p.Var("c"), err))
@@ -621,8 +681,7 @@ func (s *Server) createCollection(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, badRequest(`"dimension" is required (512 for CLIP ViT-B/32)`))
 		return
 	}
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	info, created, err := s.opts.Index.Create(rctx, name, req.Dimension, req.Params)
 	if err != nil {
 		writeError(ctx, clipError(err))
@@ -636,8 +695,7 @@ func (s *Server) createCollection(ctx *fasthttp.RequestCtx, p routeParams) {
 }
 
 func (s *Server) deleteCollection(ctx *fasthttp.RequestCtx, p routeParams) {
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	if err := s.opts.Index.Drop(rctx, p.Var("c")); err != nil {
 		writeError(ctx, collectionError(p.Var("c"), err))
 		return
@@ -658,13 +716,12 @@ func (s *Server) putItem(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	vec, err := s.vector(q)
+	vec, err := s.vector(requestContext(ctx), q)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	info, err := s.opts.Index.Upsert(rctx, name, index.Item{ID: id, Vector: vec, Metadata: q.metadata})
 	if err != nil {
 		writeError(ctx, clipError(err))
@@ -674,8 +731,7 @@ func (s *Server) putItem(ctx *fasthttp.RequestCtx, p routeParams) {
 }
 
 func (s *Server) deleteItem(ctx *fasthttp.RequestCtx, p routeParams) {
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	info, err := s.opts.Index.DeleteItem(rctx, p.Var("c"), p.Var("id"))
 	if err != nil {
 		writeError(ctx, collectionError(p.Var("c"), err))
@@ -689,8 +745,7 @@ func (s *Server) deleteItem(ctx *fasthttp.RequestCtx, p routeParams) {
 // "exact": true by comparing every item.
 func (s *Server) searchCollection(ctx *fasthttp.RequestCtx, p routeParams) {
 	name := p.Var("c")
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	// Look the collection up first: a search of a missing one should not
 	// cost an embedding.
 	if _, err := s.opts.Index.Info(rctx, name); err != nil {
@@ -705,7 +760,7 @@ func (s *Server) searchCollection(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	vec, err := s.vector(q)
+	vec, err := s.vector(requestContext(ctx), q)
 	if err != nil {
 		writeError(ctx, err)
 		return

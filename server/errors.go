@@ -5,18 +5,21 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/valyala/fasthttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/recovered"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/caption"
 	"github.com/imgserve/imgserve/models/diffusion"
 	"github.com/imgserve/imgserve/models/inpaint"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
+	"github.com/imgserve/imgserve/server/admission"
 	"github.com/imgserve/imgserve/server/kserve"
 )
 
@@ -26,6 +29,8 @@ type apiError struct {
 	status int
 	code   string
 	msg    string
+	// retryAfter is sent as Retry-After with a 429 or 503.
+	retryAfter time.Duration
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -33,6 +38,10 @@ func (e *apiError) Error() string { return e.msg }
 func newError(status int, code, msg string) *apiError {
 	return &apiError{status: status, code: code, msg: msg}
 }
+
+// statusClientClosed is nginx's status for a request whose client closed
+// the connection before the answer.
+const statusClientClosed = 499
 
 var (
 	errDraining      = newError(http.StatusServiceUnavailable, "draining", "server is shutting down")
@@ -47,15 +56,28 @@ var (
 func classify(err error) *apiError {
 	var ae *apiError
 	var nf kserve.NotFoundError
+	var retry interface{ RetryAfter() time.Duration }
+	after := time.Second
+	if errors.As(err, &retry) {
+		after = retry.RetryAfter()
+	}
 	switch {
 	case errors.As(err, &ae):
 		return ae
 	case errors.As(err, &nf):
 		return newError(http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, admission.ErrTooCostly):
+		return newError(http.StatusRequestEntityTooLarge, "too_costly", err.Error())
+	case errors.Is(err, admission.ErrBusy), errors.Is(err, admission.ErrOverBudget):
+		return &apiError{status: http.StatusTooManyRequests, code: "busy", msg: err.Error(), retryAfter: after}
+	case errors.Is(err, inference.ErrOverloaded):
+		return &apiError{status: http.StatusTooManyRequests, code: "overloaded", msg: err.Error(), retryAfter: after}
+	case errors.Is(err, recovered.ErrPanic):
+		return newError(http.StatusInternalServerError, "internal", "internal error")
 	case errors.Is(err, kserve.ErrBadInput), errors.Is(err, inference.ErrBadRequest):
 		return newError(http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, inference.ErrQueueFull):
-		return newError(http.StatusTooManyRequests, "queue_full", "model queue is full; retry later")
+		return &apiError{status: http.StatusTooManyRequests, code: "queue_full", msg: "model queue is full; retry later", retryAfter: after}
 	case errors.Is(err, matting.ErrAlphaBusy):
 		return newError(http.StatusTooManyRequests, "queue_full", "too many alpha mattings are waiting for memory; retry later")
 	case errors.Is(err, matting.ErrAlphaTooLarge):
@@ -80,9 +102,11 @@ func classify(err error) *apiError {
 	case errors.Is(err, preprocess.ErrInvalidColor):
 		return newError(http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		return newError(http.StatusGatewayTimeout, "deadline_exceeded", "request deadline passed before the model answered")
+		return newError(http.StatusGatewayTimeout, "deadline_exceeded", "request deadline passed before the work was done")
 	case errors.Is(err, context.Canceled):
-		return newError(http.StatusServiceUnavailable, "canceled", "request canceled")
+		// nginx's "client closed request": nobody reads this answer, but
+		// logs and metrics tell it from a server failure.
+		return newError(statusClientClosed, "canceled", "request canceled: the client went away")
 	}
 	return newError(http.StatusInternalServerError, "internal", err.Error())
 }
@@ -109,7 +133,7 @@ func writeKServeError(ctx *fasthttp.RequestCtx, err error) {
 
 func finishError(ctx *fasthttp.RequestCtx, ae *apiError, body []byte) {
 	if ae.status == http.StatusTooManyRequests || ae.status == http.StatusServiceUnavailable {
-		ctx.Response.Header.Set("Retry-After", "1")
+		ctx.Response.Header.Set("Retry-After", retryAfterSeconds(ae.retryAfter))
 	}
 	ctx.Response.Header.Del("Content-Encoding")
 	ctx.SetStatusCode(ae.status)

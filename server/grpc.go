@@ -3,22 +3,24 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"path"
-	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/imgserve/imgserve/internal/recovered"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/server/admission"
 	"github.com/imgserve/imgserve/server/kserve"
 	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
@@ -32,52 +34,97 @@ func (s *Server) ServeGRPC(ln net.Listener) error {
 }
 
 func (s *Server) newGRPCServer() *grpc.Server {
-	g := grpc.NewServer(
+	opts := []grpc.ServerOption{
 		// The same bound as an HTTP body; over it gRPC answers
 		// RESOURCE_EXHAUSTED before the message is read.
 		grpc.MaxRecvMsgSize(s.opts.MaxBodySize),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			return s.rpc(ctx, path.Base(info.FullMethod), req, h)
 		}),
-	)
+		// A stream needs the key to open; each of its messages then passes
+		// the front door as a unary call does (rpc).
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			if err := s.checkKey(grpcAuthorization(ss.Context()), "", grpcAccess(path.Base(info.FullMethod))); err != nil {
+				return grpcError(err)
+			}
+			return h(srv, ss)
+		}),
+		// Streams and idle connections are bounded as HTTP's are.
+		grpc.MaxConcurrentStreams(uint32(min(s.opts.Admission.Limits().MaxInFlight, 1<<16))),
+		grpc.ConnectionTimeout(s.opts.HeaderTimeout),
+	}
+	if s.opts.TLS != nil {
+		// The HTTP server's certificate; credentials.NewTLS offers h2.
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.opts.TLS.Clone())))
+	}
+	g := grpc.NewServer(opts...)
 	pb.RegisterGRPCInferenceServiceServer(g, grpcService{s: s})
 	healthpb.RegisterHealthServer(g, grpcHealth{s: s})
 	return g
 }
 
 // grpcProbes keep answering while the server drains, as the HTTP health
-// routes do; they answer "not ready" instead.
+// routes do (they answer "not ready" instead), and skip admission.
 var grpcProbes = map[string]bool{"ServerLive": true, "ServerReady": true, "ModelReady": true, "Check": true}
 
+// grpcAccess is what a method needs when API keys are configured: the
+// server's liveness and readiness and gRPC's health check are open, as
+// HTTP's health probes are; everything else needs a key.
+func grpcAccess(method string) Access {
+	switch method {
+	case "ServerLive", "ServerReady", "Check":
+		return AccessOpen
+	}
+	return AccessKey
+}
+
+// grpcAuthorization is the "authorization" metadata of a call, where gRPC
+// clients put "Bearer <key>".
+func grpcAuthorization(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("authorization"); len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
 // rpc runs one gRPC request (a unary call, or one message of a stream)
-// through the front door HTTP requests pass too: it is counted in flight for
-// the drain and refused while draining unless it is a probe. A panic becomes
-// INTERNAL, errors get their gRPC code, and the request is counted and
+// through the front door HTTP requests pass too (Server.admit): draining,
+// the API key from the "authorization" metadata, admission (the in-flight
+// bound and the memory budget), the server's deadline. A panic becomes
+// INTERNAL, errors get their gRPC code (a refusal RESOURCE_EXHAUSTED with
+// a "retry-after" trailer in seconds), and the request is counted and
 // logged (ids, sizes and timings only).
 func (s *Server) rpc(ctx context.Context, method string, req any, call func(context.Context, any) (any, error)) (resp any, err error) {
 	start := time.Now()
-	leave, err := s.enter(grpcProbes[method])
-	if err == nil {
-		resp, err = s.guardRPC(ctx, method, req, call)
-	}
-	leave()
-	err = grpcError(err)
-
-	code := status.Code(err)
-	s.opts.Metrics.grpc.WithLabelValues(method, code.String()).Inc()
 	model, id := "", ""
 	if r, ok := req.(interface{ GetModelName() string }); ok {
 		model = r.GetModelName()
 	} else if r, ok := req.(interface{ GetName() string }); ok {
 		model = r.GetName()
 	}
-	if r, ok := req.(*pb.ModelInferRequest); ok && len(r.Id) <= 128 {
-		id = r.Id
+	if r, ok := req.(*pb.ModelInferRequest); ok {
+		id = requestID([]byte(r.Id))
 	}
 	if id == "" {
 		id = strconv.FormatUint(s.nextID.Add(1), 10)
 	}
-	s.opts.Logger.Info("request", "id", id, "transport", "grpc", "method", method, "model", model,
+	actx, leave, err := s.admit(ctx, grpcAuthorization(ctx), id, "grpc:"+method, grpcAccess(method), grpcProbes[method])
+	if err == nil {
+		resp, err = s.guardRPC(actx, method, req, call)
+	}
+	leave()
+	if err != nil {
+		if st := ErrorStatus(err); st.RetryAfter > 0 {
+			grpc.SetTrailer(ctx, metadata.Pairs("retry-after", retryAfterSeconds(st.RetryAfter)))
+		}
+	}
+	err = grpcError(err)
+
+	code := status.Code(err)
+	s.opts.Metrics.grpc.WithLabelValues(method, code.String()).Inc()
+	s.opts.Logger.Info("request", "id", id, "transport", "grpc", "method", method, "model", s.opts.Metrics.modelLabel(model),
 		"code", code.String(), "in_bytes", messageSize(req), "out_bytes", messageSize(resp),
 		"ms", float64(time.Since(start).Microseconds())/1000)
 	return resp, err
@@ -86,7 +133,7 @@ func (s *Server) rpc(ctx context.Context, method string, req any, call func(cont
 func (s *Server) guardRPC(ctx context.Context, method string, req any, call func(context.Context, any) (any, error)) (resp any, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			s.opts.Logger.Error("handler panic", "method", method, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			recovered.Report("grpc.handler", v)
 			resp, err = nil, newError(500, "internal", "internal error")
 		}
 	}()
@@ -151,8 +198,8 @@ func (g grpcService) ModelInfer(ctx context.Context, req *pb.ModelInferRequest) 
 
 // inferGRPC is the gRPC form of the one infer path, inferKServe.
 func (s *Server) inferGRPC(ctx context.Context, req *pb.ModelInferRequest) (*pb.ModelInferResponse, error) {
-	res, err := s.inferKServe(ctx, req.ModelName, req.ModelVersion, func(_ context.Context, st *models.State) (inferCall, error) {
-		inputs, requested, err := kserve.DecodeGRPCRequest(req, st.Inputs, batched(st), st.Batching.MaxBatchSize)
+	res, err := s.inferKServe(ctx, req.ModelName, req.ModelVersion, func(dctx context.Context, st *models.State) (inferCall, error) {
+		inputs, requested, err := kserve.DecodeGRPCRequest(req, st.Limits, func(n int64) error { return admission.Reserve(dctx, n) })
 		if err != nil {
 			return inferCall{}, err
 		}

@@ -296,16 +296,17 @@ func (s *Server) generateImages(ctx *fasthttp.RequestCtx, req *imageRequest) {
 		writeError(ctx, imagesError(err))
 		return
 	}
+	rctx := requestContext(ctx)
 	start := time.Now()
 	if req.image != nil {
-		img, _, err := s.decodeImage(req.image)
+		img, _, err := s.decodeImage(rctx, req.image, resizeCopies)
 		if err != nil {
 			writeError(ctx, err)
 			return
 		}
 		req.gen.Image = img
 		if req.mask != nil {
-			m, _, err := s.decodeImage(req.mask)
+			m, _, err := s.decodeImage(rctx, req.mask, resizeCopies)
 			if err != nil {
 				writeError(ctx, maskError(err))
 				return
@@ -324,8 +325,6 @@ func (s *Server) generateImages(ctx *fasthttp.RequestCtx, req *imageRequest) {
 		s.streamImages(ctx, pipe, req)
 		return
 	}
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
 	res, err := pipe.Generate(rctx, &req.gen, randomSeed)
 	if err != nil {
 		writeError(ctx, imagesError(err))
@@ -433,9 +432,9 @@ func (s *Server) streamImages(ctx *fasthttp.RequestCtx, pipe *diffusion.Pipeline
 	ctx.SetWriteDeadline(time.Now().Add(s.opts.RequestTimeout + 10*time.Second))
 	prefix := req.eventPrefix()
 	model := pipe.Name()
+	rctx, cancel, done := streamRequest(ctx)
 	ctx.SetBodyStreamWriter(func(w *bufio.Writer) {
-		rctx, cancel := s.requestContext(0)
-		defer cancel()
+		defer done()
 		send := func(event string, v any) {
 			data, _ := json.Marshal(v)
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data)

@@ -22,7 +22,7 @@ func init() {
 	addFeature(
 		Feature{Method: "POST", Pattern: "/v1/inpaint", Handle: (*Server).inpaintImage},
 		// IOPaint's route, so its clients work unchanged.
-		Feature{Method: "POST", Pattern: "/api/v1/inpaint", Handle: (*Server).inpaintImage},
+		Feature{Method: "POST", Pattern: "/api/v1/inpaint", Access: AccessKeyOrHeader, Handle: (*Server).inpaintImage},
 		Feature{Method: "POST", Pattern: "/v1/remove-watermark", Handle: (*Server).removeWatermark},
 	)
 }
@@ -254,6 +254,9 @@ func parseBoxes(s string) ([]inpaint.Box, error) {
 	if len(list) == 0 {
 		return nil, newError(http.StatusBadRequest, "bad_request", "boxes is empty: give at least one [x, y, w, h] rectangle")
 	}
+	if len(list) > inpaint.MaxBoxes {
+		return nil, newError(http.StatusBadRequest, "bad_request", fmt.Sprintf("%d boxes; the limit is %d", len(list), inpaint.MaxBoxes))
+	}
 	boxes := make([]inpaint.Box, len(list))
 	for i, b := range list {
 		boxes[i] = inpaint.Box(b)
@@ -277,8 +280,7 @@ func maskError(err error) error {
 }
 
 func (s *Server) inpaint(ctx *fasthttp.RequestCtx, req *inpaintRequest) {
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
+	rctx := requestContext(ctx)
 	runner, opts, err := inpaint.Lookup(rctx, s.opts.Registry, req.model)
 	if err == nil {
 		for k, v := range req.params {
@@ -290,20 +292,33 @@ func (s *Server) inpaint(ctx *fasthttp.RequestCtx, req *inpaintRequest) {
 	if err == nil {
 		err = opts.Validate()
 	}
+	if err == nil {
+		err = s.checkLoad(rctx, req.model)
+	}
 	if err != nil {
 		writeError(ctx, inpaintError(err))
 		return
 	}
 
 	start := time.Now()
-	img, _, err := s.decodeImage(req.image)
+	img, info, err := s.decodeImage(rctx, req.image, inpaintImageCopies)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
 	var mask *image.Gray
 	if req.mask != nil {
-		m, _, err := s.decodeImage(req.mask)
+		// The mask must be the image's size: its header says so before
+		// it costs a decode.
+		mi, err := preprocess.DecodeConfig(req.mask, s.opts.ImageLimits)
+		if err == nil && (mi.Width != info.Width || mi.Height != info.Height) {
+			err = newError(http.StatusBadRequest, "bad_request", fmt.Sprintf(
+				"the mask is %dx%d but the image is %dx%d; they must be the same size", mi.Width, mi.Height, info.Width, info.Height))
+		}
+		var m *image.NRGBA
+		if err == nil {
+			m, _, err = s.decodeImage(rctx, req.mask, inpaintMaskCopies)
+		}
 		if err != nil {
 			writeError(ctx, maskError(err))
 			return
@@ -316,6 +331,9 @@ func (s *Server) inpaint(ctx *fasthttp.RequestCtx, req *inpaintRequest) {
 	decoded := time.Since(start)
 
 	t, err := runner.Inpaint(rctx, img, mask, opts)
+	if err == nil {
+		err = rctx.Err() // the deadline covers the encoding too
+	}
 	if err != nil {
 		writeError(ctx, inpaintError(err))
 		return

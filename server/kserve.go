@@ -12,8 +12,31 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/server/admission"
 	"github.com/imgserve/imgserve/server/kserve"
 )
+
+func init() {
+	kserve := func(method, pattern string, h func(*Server, *fasthttp.RequestCtx, routeParams)) Feature {
+		return Feature{Method: method, Pattern: pattern, KServe: true, Handle: h}
+	}
+	addFeature(
+		kserve("GET", "/v2", (*Server).serverMetadata),
+		kserve("GET", "/v2/models/{m}", (*Server).modelMetadata),
+		kserve("GET", "/v2/models/{m}/versions/{v}", (*Server).modelMetadata),
+		kserve("GET", "/v2/models/{m}/ready", (*Server).modelReady),
+		kserve("GET", "/v2/models/{m}/versions/{v}/ready", (*Server).modelReady),
+		kserve("POST", "/v2/models/{m}/infer", (*Server).infer),
+		kserve("POST", "/v2/models/{m}/versions/{v}/infer", (*Server).infer),
+		kserve("GET", "/v2/models/{m}/config", (*Server).modelConfig),
+		kserve("GET", "/v2/models/{m}/versions/{v}/config", (*Server).modelConfig),
+		kserve("GET", "/v2/models/{m}/stats", (*Server).modelStats),
+		kserve("GET", "/v2/models/{m}/versions/{v}/stats", (*Server).modelStats),
+		kserve("GET", "/v2/models/stats", (*Server).modelStats), // every model's
+		kserve("POST", "/v2/repository/index", (*Server).repositoryIndex),
+		Feature{Method: "GET", Pattern: "/v1/models", Handle: (*Server).listModels},
+	)
+}
 
 type tensorMetadata struct {
 	Name     string  `json:"name"`
@@ -113,7 +136,8 @@ func (s *Server) modelReady(ctx *fasthttp.RequestCtx, p routeParams) {
 
 func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 	var req *kserve.Request
-	res, err := s.inferKServe(context.Background(), p.model, "", func(_ context.Context, st *models.State) (inferCall, error) {
+	rctx := requestContext(ctx)
+	res, err := s.inferKServe(rctx, p.model, "", func(dctx context.Context, st *models.State) (inferCall, error) {
 		body, err := requestBody(ctx, s.opts.MaxBodySize)
 		if err != nil {
 			return inferCall{}, err
@@ -126,7 +150,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 			}
 		}
 		var call inferCall
-		req, call.inputs, err = kserve.DecodeRequest(body, headerLen, st.Inputs, batched(st), st.Batching.MaxBatchSize)
+		req, call.inputs, err = kserve.DecodeRequest(body, headerLen, st.Limits, func(n int64) error { return admission.Reserve(dctx, n) })
 		if err != nil {
 			return inferCall{}, err
 		}
@@ -147,6 +171,7 @@ func (s *Server) infer(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeKServeError(ctx, err)
 		return
 	}
+	admission.Charge(rctx, int64(len(respBody)))
 	if jsonLen >= 0 {
 		ctx.Response.Header.Set("Inference-Header-Content-Length", strconv.Itoa(jsonLen))
 		ctx.SetContentType("application/octet-stream")
@@ -176,6 +201,10 @@ type batchingInfo struct {
 	MaxQueueSize        int     `json:"max_queue_size"`
 	Instances           int     `json:"instances"`
 	BatchBuckets        []int   `json:"batch_buckets,omitempty"`
+	// MaxQueueWaitMs is the load-shedding budget (0: off).
+	MaxQueueWaitMs float64 `json:"max_queue_wait_ms"`
+	// MaxInputBytes bounds one KServe request's inputs.
+	MaxInputBytes int64 `json:"max_input_bytes"`
 }
 
 func (s *Server) listModels(ctx *fasthttp.RequestCtx, _ routeParams) {
@@ -194,6 +223,8 @@ func (s *Server) listModels(ctx *fasthttp.RequestCtx, _ routeParams) {
 				MaxQueueSize:        b.MaxQueueSize,
 				Instances:           b.Instances,
 				BatchBuckets:        b.BatchBuckets,
+				MaxQueueWaitMs:      float64(b.MaxQueueWait.Microseconds()) / 1000,
+				MaxInputBytes:       st.Limits.MaxBytes,
 			}
 		}
 		list = append(list, info)

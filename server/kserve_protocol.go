@@ -289,6 +289,12 @@ func (s *Server) inferKServe(parent context.Context, model, version string, deco
 	}
 	ctx, cancel := s.requestContextFrom(parent, 0)
 	defer cancel()
+	// A model that cannot take the request in time says so before its
+	// tensors are decoded.
+	if err := st.Scheduler.CheckLoad(ctx); err != nil {
+		s.opts.Metrics.rejected(model, reasonOf(err))
+		return inferResult{}, err
+	}
 	call, err := decode(ctx, st)
 	if err != nil {
 		s.opts.Metrics.rejected(model, reasonOf(err))
@@ -312,6 +318,9 @@ func (s *Server) inferKServe(parent context.Context, model, version string, deco
 // isRejection tells errors raised before a request entered the queue, which
 // the scheduler's observer never sees.
 func isRejection(err error) bool {
-	code := classify(err).code
-	return code == "queue_full" || code == "bad_request" || code == "draining" || code == "not_ready"
+	switch classify(err).code {
+	case "queue_full", "overloaded", "busy", "too_costly", "bad_request", "draining", "not_ready":
+		return true
+	}
+	return false
 }

@@ -23,8 +23,8 @@ func init() {
 	addFeature(
 		Feature{Method: "POST", Pattern: "/v1/remove-background", Handle: (*Server).removeBackground},
 		// rembg's server, so clients written for `rembg s` work unchanged.
-		Feature{Method: "POST", Pattern: "/api/remove", Handle: (*Server).rembgRemove},
-		Feature{Method: "GET", Pattern: "/api/remove", Handle: (*Server).rembgRemoveURL},
+		Feature{Method: "POST", Pattern: "/api/remove", Access: AccessKeyOrHeader, Handle: (*Server).rembgRemove},
+		Feature{Method: "GET", Pattern: "/api/remove", Access: AccessKeyOrHeader, Handle: (*Server).rembgRemoveURL},
 		Feature{Method: "GET", Pattern: "/api", Handle: (*Server).rembgAPI},
 	)
 }
@@ -184,21 +184,27 @@ func parseBackground(s string) (*color.NRGBA, error) {
 
 func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 	pipe, err := s.matting.Get(req.model)
+	if err == nil {
+		err = s.checkLoad(requestContext(ctx), pipe.Model().Config.Name)
+	}
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
+	rctx := requestContext(ctx)
 	start := time.Now()
-	img, _, err := s.decodeImage(req.image)
+	img, _, err := s.decodeImage(rctx, req.image, mattingCopies)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
 	decoded := time.Since(start)
-	rctx, cancel := s.requestContext(0)
-	defer cancel()
 	masks, t, err := pipe.Masks(rctx, img, req.extras)
 	if err != nil {
+		writeError(ctx, err)
+		return
+	}
+	if err := rctx.Err(); err != nil {
 		writeError(ctx, err)
 		return
 	}
@@ -259,6 +265,10 @@ func (s *Server) cutout(ctx *fasthttp.RequestCtx, req cutoutRequest) {
 		out = cut
 	}
 	composited := time.Since(start) - mattingTime
+	if err := rctx.Err(); err != nil { // the deadline covers the encoding too
+		writeError(ctx, err)
+		return
+	}
 	start = time.Now()
 	var buf bytes.Buffer
 	contentType := "image/png"

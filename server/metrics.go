@@ -2,18 +2,23 @@ package server
 
 import (
 	"bytes"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/recovered"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // Metrics are Triton's inference series under imgserve's names, plus HTTP
 // and gRPC request counts, in the Prometheus text format.
 type Metrics struct {
+	watched   atomic.Bool
+	models    *models.Registry
 	reg       *prometheus.Registry
 	success   *prometheus.CounterVec
 	failure   *prometheus.CounterVec
@@ -32,7 +37,8 @@ var durationBuckets = prometheus.ExponentialBuckets(0.0001, 2.5, 16)
 // at scrape time.
 func NewMetrics(reg *models.Registry) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		models: reg,
+		reg:    prometheus.NewRegistry(),
 		success: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "imgserve_inference_request_success_total",
 			Help: "Inference requests that completed, per model.",
@@ -70,7 +76,7 @@ func NewMetrics(reg *models.Registry) *Metrics {
 		}, []string{"method", "code"}),
 	}
 	m.reg.MustRegister(m.success, m.failure, m.queue, m.compute, m.batchSize, m.execCount, m.http, m.grpc,
-		&pendingCollector{models: reg},
+		&pendingCollector{models: reg}, panicCollector{},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
@@ -90,7 +96,32 @@ func (m *Metrics) Observer(model string) inference.Observer {
 
 // rejected counts a request that never reached a scheduler queue.
 func (m *Metrics) rejected(model, reason string) {
-	m.failure.WithLabelValues(model, reason).Inc()
+	m.failure.WithLabelValues(m.modelLabel(model), reason).Inc()
+}
+
+// unknownModel labels requests for a model that is not configured: label
+// values come only from the configuration, so a client cannot mint series
+// by naming models.
+const unknownModel = "_unknown"
+
+// modelLabel is model when it is configured, else unknownModel ("" stays
+// "": no model).
+func (m *Metrics) modelLabel(model string) string {
+	if model == "" || m.models == nil {
+		return model
+	}
+	if _, ok := m.models.Get(model); ok {
+		return model
+	}
+	return unknownModel
+}
+
+// watch exports an admission controller's state: the first one given, as
+// servers sharing these metrics share their controller.
+func (m *Metrics) watch(c *admission.Controller) {
+	if c != nil && m.watched.CompareAndSwap(false, true) {
+		m.reg.MustRegister(admissionCollector{c})
+	}
 }
 
 func (m *Metrics) write() ([]byte, error) {
@@ -140,7 +171,18 @@ type pendingCollector struct{ models *models.Registry }
 var pendingDesc = prometheus.NewDesc("imgserve_inference_pending_requests",
 	"Requests waiting in the scheduler queue.", []string{"model"}, nil)
 
-func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc }
+var (
+	serviceDesc = prometheus.NewDesc("imgserve_inference_service_seconds",
+		"Moving average of a batch's run time: the service time load shedding works from.", []string{"model"}, nil)
+	waitDesc = prometheus.NewDesc("imgserve_inference_expected_queue_wait_seconds",
+		"Expected queue wait of a request arriving now; past the budget requests are shed.", []string{"model"}, nil)
+)
+
+func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- pendingDesc
+	ch <- serviceDesc
+	ch <- waitDesc
+}
 
 func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, m := range c.models.Models() {
@@ -148,6 +190,57 @@ func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 		if st.Scheduler == nil {
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Scheduler.Pending()), m.Config.Name)
+		name := m.Config.Name
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(st.Scheduler.Pending()), name)
+		ch <- prometheus.MustNewConstMetric(serviceDesc, prometheus.GaugeValue, st.Scheduler.ServiceTime().Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.GaugeValue, st.Scheduler.ExpectedWait().Seconds(), name)
 	}
+}
+
+// panicCollector reads the recovered panics at scrape time.
+type panicCollector struct{}
+
+var panicDesc = prometheus.NewDesc("imgserve_panics_total",
+	"Panics recovered in the server's goroutines, by place; each failed its request with 500 instead of the process.",
+	[]string{"where"}, nil)
+
+func (panicCollector) Describe(ch chan<- *prometheus.Desc) { ch <- panicDesc }
+
+func (panicCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range recovered.Counts() {
+		ch <- prometheus.MustNewConstMetric(panicDesc, prometheus.CounterValue, float64(c.N), c.Where)
+	}
+}
+
+// admissionCollector reads the front door's state at scrape time.
+type admissionCollector struct{ c *admission.Controller }
+
+var (
+	inflightDesc = prometheus.NewDesc("imgserve_admission_in_flight",
+		"Requests admitted and not yet answered.", nil, nil)
+	inflightMaxDesc = prometheus.NewDesc("imgserve_admission_in_flight_limit",
+		"Most requests admitted at once.", nil, nil)
+	reservedDesc = prometheus.NewDesc("imgserve_admission_reserved_bytes",
+		"Memory reserved by admitted requests.", nil, nil)
+	budgetDesc = prometheus.NewDesc("imgserve_admission_memory_budget_bytes",
+		"Memory admitted requests may reserve together.", nil, nil)
+	refusedDesc = prometheus.NewDesc("imgserve_admission_refused_total",
+		"Requests refused at the front door, by reason.", []string{"reason"}, nil)
+)
+
+func (a admissionCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{inflightDesc, inflightMaxDesc, reservedDesc, budgetDesc, refusedDesc} {
+		ch <- d
+	}
+}
+
+func (a admissionCollector) Collect(ch chan<- prometheus.Metric) {
+	st, lim := a.c.Stats(), a.c.Limits()
+	ch <- prometheus.MustNewConstMetric(inflightDesc, prometheus.GaugeValue, float64(st.InFlight))
+	ch <- prometheus.MustNewConstMetric(inflightMaxDesc, prometheus.GaugeValue, float64(lim.MaxInFlight))
+	ch <- prometheus.MustNewConstMetric(reservedDesc, prometheus.GaugeValue, float64(st.Reserved))
+	ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(lim.MemoryBudget))
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(st.RefusedBusy), "busy")
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(st.RefusedOverBudget), "over_budget")
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(st.RefusedTooCostly), "too_costly")
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"image"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/imgserve/imgserve/preprocess"
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // upload is a task-API request parsed in memory: an image given as the raw
@@ -45,7 +47,7 @@ func parseUpload(ctx *fasthttp.RequestCtx, maxBody int) (*upload, error) {
 	switch mediaType {
 	case "multipart/form-data":
 		u.form = true
-		if err := u.readMultipart(body, params["boundary"], maxBody); err != nil {
+		if err := u.readMultipart(requestContext(ctx), body, params["boundary"], maxBody); err != nil {
 			return nil, err
 		}
 	case "application/x-www-form-urlencoded":
@@ -63,7 +65,7 @@ func parseUpload(ctx *fasthttp.RequestCtx, maxBody int) (*upload, error) {
 	return u, nil
 }
 
-func (u *upload) readMultipart(body []byte, boundary string, maxBody int) error {
+func (u *upload) readMultipart(ctx context.Context, body []byte, boundary string, maxBody int) error {
 	if boundary == "" {
 		return newError(http.StatusBadRequest, "bad_request", "multipart body without a boundary")
 	}
@@ -81,13 +83,16 @@ func (u *upload) readMultipart(body []byte, boundary string, maxBody int) error 
 		if part.FileName() != "" {
 			limit = maxBody
 		}
-		data, err := io.ReadAll(io.LimitReader(part, int64(limit)+1))
+		// The parts are copies of the body: they count against the budget.
+		data, err := readLimited(part, -1, limit, func(n int64) error { return admission.Reserve(ctx, n) })
 		part.Close()
-		if err != nil {
-			return newError(http.StatusBadRequest, "bad_request", "malformed multipart body: "+err.Error())
-		}
-		if len(data) > limit {
+		switch {
+		case err == errBodyTooLarge:
 			return newError(http.StatusRequestEntityTooLarge, "too_large", "form field "+strconv.Quote(name)+" too large")
+		case admission.IsRefusal(err):
+			return err
+		case err != nil:
+			return newError(http.StatusBadRequest, "bad_request", "malformed multipart body: "+err.Error())
 		}
 		if part.FileName() != "" {
 			u.files[name] = data
@@ -140,7 +145,62 @@ func (u *upload) image(field string) ([]byte, error) {
 	return u.raw, nil
 }
 
-// decodeImage decodes an uploaded image within the server's limits.
-func (s *Server) decodeImage(data []byte) (*image.NRGBA, preprocess.Info, error) {
-	return preprocess.Decode(data, s.opts.ImageLimits)
+// decodeImage decodes an uploaded image within the server's limits. It
+// reads the header first and reserves the image's working memory against
+// the admission budget, imageCost(info, copies), so a request that does not
+// fit is refused before a pixel is decoded; the reservation lasts until the
+// request ends, or until the caller releases it. Cancellation is checked
+// on both sides of the decode, which itself cannot be interrupted (its
+// time is bounded by the pixel limit).
+func (s *Server) decodeImage(ctx context.Context, data []byte, copies float64) (*image.NRGBA, preprocess.Info, error) {
+	info, err := preprocess.DecodeConfig(data, s.opts.ImageLimits)
+	if err != nil {
+		return nil, info, err
+	}
+	if err := admission.Reserve(ctx, imageCost(info, copies)); err != nil {
+		return nil, info, err
+	}
+	return s.decodeReserved(ctx, data)
+}
+
+// decodeReserved decodes an image whose memory the caller has reserved.
+func (s *Server) decodeReserved(ctx context.Context, data []byte) (*image.NRGBA, preprocess.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, preprocess.Info{}, err
+	}
+	img, info, err := preprocess.Decode(data, s.opts.ImageLimits)
+	if err == nil && ctx.Err() != nil {
+		return nil, info, ctx.Err()
+	}
+	return img, info, err
+}
+
+// maxRequestPixels bounds the pixels of all the images of one request
+// together (a batch of embeddings), read from their headers before any is
+// decoded: 1000 MP, some 30 s of decoding on one core.
+const maxRequestPixels = 1_000_000_000
+
+// Working memory of an image, in decoded images (4 bytes a pixel): how many
+// full-size copies a route holds at its peak, the decoder's own
+// intermediate planes included.
+const (
+	// Background removal: the image, the decoder's planes or the mask, a
+	// cut-out (the plain PNG one is composited while it is encoded, the
+	// others are built whole), and the encoding.
+	mattingCopies = 3
+	// Inpainting: the image (filled in place), the mask at one byte a
+	// pixel, and the encoding; an uploaded mask is decoded first (its own
+	// reservation). Crops whose windows are scaled reserve those windows
+	// themselves (models/inpaint).
+	inpaintImageCopies = 2.25
+	inpaintMaskCopies  = 1.25
+	// Captions and embeddings resize the image at once and keep only the
+	// model's input.
+	resizeCopies = 1.5
+)
+
+// imageCost is the memory reserved for an image: its decoded size (4
+// bytes a pixel) times copies.
+func imageCost(info preprocess.Info, copies float64) int64 {
+	return int64(float64(4*int64(info.Width)*int64(info.Height)) * copies)
 }

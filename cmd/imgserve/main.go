@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +27,8 @@ import (
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
 	"github.com/imgserve/imgserve/server"
+	"github.com/imgserve/imgserve/server/access"
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -45,7 +49,14 @@ missing.
 
 Endpoints: KServe v2 under /v2 (and over gRPC on --grpc-addr), the task API
 under /v1 (OpenAI's /v1/images/generations and /v1/images/edits among it),
-rembg's /api/remove, GET /v1/models and GET /metrics. See README.md.
+rembg's /api/remove, IOPaint's /api/v1/inpaint, GET /v1/models and GET
+/metrics. See README.md.
+
+Every request, HTTP or gRPC, passes one front door: API keys (--api-keys),
+a bound on requests in flight (--max-inflight) and a memory budget they
+reserve from before decoding (--memory-budget), and per-model load
+shedding by expected queue wait (--queue-wait-budget). What does not fit
+gets 429 (RESOURCE_EXHAUSTED) with Retry-After at once.
 
 Flags:
 `
@@ -69,6 +80,38 @@ type options struct {
 	compactMiB     int64
 	alphaMiB       int
 	alphaQueue     int
+
+	apiKeys         string
+	metricsOpen     bool
+	tlsCert, tlsKey string
+	corsOrigins     string
+	headerTimeout   time.Duration
+	bodyTimeout     time.Duration
+	writeTimeout    time.Duration
+	idleTimeout     time.Duration
+	maxConnections  int
+	maxInFlight     int
+	memoryBudget    int64
+	queueWait       time.Duration
+}
+
+// sizeFlag is a byte count flag that takes units (512MiB, 2GiB).
+type sizeFlag struct{ n *int64 }
+
+func (f sizeFlag) String() string {
+	if f.n == nil || *f.n == 0 {
+		return ""
+	}
+	return admission.Size(*f.n)
+}
+
+func (f sizeFlag) Set(s string) error {
+	n, err := admission.ParseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.n = n
+	return nil
 }
 
 func main() {
@@ -93,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.device, "device", "cpu", "where models run: cpu, cuda, cuda:N, or auto (cuda:0 when this host can run it, else cpu, saying why)")
 	fs.IntVar(&o.maxBodySize, "max-body-size", server.DefaultMaxBodySize, "largest request body in bytes (413 above)")
 	fs.DurationVar(&o.requestTimeout, "request-timeout", time.Minute, "deadline for one request (504 after)")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long in-flight requests may take to finish; at this limit the process exits, logging the requests cut off")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.indexSnapshot, "index-snapshot", "", "opt-in: keep the search collections (vectors, ids and metadata, never images) durable in this snapshot file plus an append-only log beside it (FILE.log.N); off when empty")
 	fs.StringVar(&o.indexPostgres, "index-postgres", "", "keep the search collections in PostgreSQL with pgvector (postgres://user:pass@host/db), shared by every replica; excludes --index-snapshot")
@@ -103,6 +146,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Int64Var(&o.indexMemoryMiB, "index-max-memory", 8192, "most MiB of vectors, graphs, ids and metadata held in process (0: no limit; 409 past it)")
 	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB that alpha mattings in flight may use together (413 for one needing more)")
 	fs.IntVar(&o.alphaQueue, "alpha-matting-queue", matting.DefaultAlphaLimits.MaxWaiting, "alpha mattings that may wait for memory (429 beyond)")
+	fs.StringVar(&o.apiKeys, "api-keys", "", "file of accepted API keys as SHA-256 hex, one per line (printf %s \"$KEY\" | sha256sum); when set, every route but the health probes needs Authorization: Bearer <key> (gRPC: authorization metadata)")
+	fs.BoolVar(&o.metricsOpen, "metrics-open", false, "with --api-keys, serve /metrics without a key")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) for HTTPS and gRPC over TLS; with --tls-key")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for HTTPS and gRPC over TLS; with --tls-cert")
+	fs.StringVar(&o.corsOrigins, "cors-origins", "", "comma-separated origins browsers may call from (https://app.example.com), or * for any; none by default")
+	fs.DurationVar(&o.headerTimeout, "header-timeout", server.DefaultHeaderTimeout, "time for a request line and headers to arrive; slower connections are closed")
+	fs.DurationVar(&o.bodyTimeout, "body-timeout", server.DefaultBodyTimeout, "time for a request body to arrive (408 after)")
+	fs.DurationVar(&o.writeTimeout, "write-timeout", server.DefaultWriteTimeout, "time to write a response")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", server.DefaultIdleTimeout, "how long an idle keep-alive connection stays open")
+	fs.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "open connections at most; past it new ones get 503")
+	fs.IntVar(&o.maxInFlight, "max-inflight", admission.DefaultMaxInFlight, "requests admitted at once, HTTP and gRPC together; past it 429")
+	fs.Var(sizeFlag{&o.memoryBudget}, "memory-budget", "memory admitted requests may reserve together (bodies, decoded images, tensors), such as 2GiB; past it 429 (default a quarter of the machine's or cgroup's memory)")
+	fs.DurationVar(&o.queueWait, "queue-wait-budget", 5*time.Second, "load shedding: refuse a request (429) whose expected wait in its model's queue exceeds this or its deadline; 0 turns shedding off (a model's batching.max_queue_wait overrides it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -119,6 +175,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		return o, errors.New("--index-compact-mib must be at least 1")
 	}
 	o.indexLimits.MaxMemory = o.indexMemoryMiB << 20
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return o, errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.memoryBudget == 0 {
+		o.memoryBudget = admission.DefaultBudget()
+	}
 	return o, nil
 }
 
@@ -136,6 +198,8 @@ func run(args []string, stderr io.Writer) int {
 		handler = slog.NewJSONHandler(stderr, nil)
 	}
 	log := slog.New(handler)
+	// Recovered panics in the server's goroutines log through the default.
+	slog.SetDefault(log)
 	if err := serve(o, log); err != nil {
 		if errors.Is(err, inference.ErrCUDAUnavailable) {
 			// A list of what the GPU host lacks, one line each: a log
@@ -207,6 +271,18 @@ func serve(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var keys *access.Keys
+	if o.apiKeys != "" {
+		if keys, err = access.LoadKeys(o.apiKeys); err != nil {
+			return err
+		}
+	}
+	var tlsConfig *tls.Config
+	if o.tlsCert != "" {
+		if tlsConfig, err = access.TLSConfig(o.tlsCert, o.tlsKey); err != nil {
+			return err
+		}
+	}
 	rt, started, err := inference.Start(inference.Libraries{
 		CPU:       o.ortLib,
 		CUDA:      o.ortCUDALib,
@@ -215,11 +291,11 @@ func serve(o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer rt.Close()
 	logStart(log, device, started)
 
 	store, err := openIndex(o, log)
 	if err != nil {
+		rt.Close()
 		return err
 	}
 	var metrics *server.Metrics
@@ -229,6 +305,8 @@ func serve(o options, log *slog.Logger) error {
 		Observer:     func(model string) inference.Observer { return metrics.Observer(model) },
 		Logger:       log,
 		FetchCommand: catalog.FetchCommandIfListed,
+		// Load shedding for models whose batching sets no max_queue_wait.
+		QueueWaitBudget: o.queueWait,
 	})
 	metrics = server.NewMetrics(reg)
 	srv := server.New(server.Options{
@@ -240,9 +318,21 @@ func serve(o options, log *slog.Logger) error {
 		Version:        version,
 		Index:          store,
 		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20, MaxWaiting: o.alphaQueue},
+		Admission:      admission.New(admission.Limits{MaxInFlight: o.maxInFlight, MemoryBudget: o.memoryBudget}),
+		Keys:           keys,
+		MetricsOpen:    o.metricsOpen,
+		CORSOrigins:    splitList(o.corsOrigins),
+		TLS:            tlsConfig,
+		HeaderTimeout:  o.headerTimeout,
+		BodyTimeout:    o.bodyTimeout,
+		WriteTimeout:   o.writeTimeout,
+		IdleTimeout:    o.idleTimeout,
+		MaxConnections: o.maxConnections,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
+		store.Close()
+		rt.Close()
 		return err
 	}
 	var grpcLn net.Listener
@@ -267,8 +357,14 @@ func serve(o options, log *slog.Logger) error {
 			}
 		}()
 	}
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+	}
 	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(), "grpc_addr", grpcAt,
-		"onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders())
+		"scheme", scheme, "onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders(),
+		"api_keys", keys.Len(), "max_inflight", o.maxInFlight, "memory_budget", admission.Size(o.memoryBudget),
+		"queue_wait_budget", o.queueWait.String())
 
 	// Models load after the listener is up, so liveness answers at once and
 	// readiness turns 200 when every present model has loaded and warmed up.
@@ -284,18 +380,68 @@ func serve(o options, log *slog.Logger) error {
 		return err
 	case <-stop.Done():
 	}
+	if err := drain(o, log, srv, reg, store, loaded); err != nil {
+		// Sessions may still be running or loading: the runtime is left to
+		// the process's exit.
+		return err
+	}
+	rt.Close()
+	return nil
+}
+
+// drain stops the server within --drain-timeout, a hard limit: requests
+// still in flight then are cut off (and logged, by id and route), and the
+// process exits without waiting for them or for the models' queues.
+func drain(o options, log *slog.Logger, srv *server.Server, reg *models.Registry, store index.Backend, loaded <-chan struct{}) error {
 	log.Info("draining", "timeout", o.drainTimeout.String())
 	ctx, done := context.WithTimeout(context.Background(), o.drainTimeout)
 	defer done()
-	err = srv.Shutdown(ctx)
-	<-loaded
-	reg.Close()
+	err := srv.Shutdown(ctx)
+	if err == nil {
+		// The models' queues are empty once no request is in flight; a
+		// model still loading is not waited for past the limit.
+		closed := make(chan struct{})
+		go func() {
+			select {
+			case <-loaded:
+				reg.Close()
+			case <-ctx.Done():
+			}
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			err = fmt.Errorf("closing the models: %w", ctx.Err())
+		}
+	}
+	if err != nil {
+		cut := srv.InFlight()
+		for _, r := range cut {
+			log.Warn("drain timeout cut off a request", "id", r.ID, "route", r.Route,
+				"age_ms", r.Age.Milliseconds(), "reserved_bytes", r.Reserved)
+		}
+		log.Error("drain timeout reached: exiting", "timeout", o.drainTimeout.String(), "cut_off", len(cut))
+	}
+	// The collections change only through requests, and none is answered
+	// any more: closing the index (its snapshot, its connections) keeps
+	// what it holds even after a cut-off.
 	if serr := store.Close(); serr != nil {
 		return errors.Join(err, fmt.Errorf("closing the index: %w", serr))
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("drain: %w", err)
 	}
 	log.Info("imgserve stopped cleanly")
 	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

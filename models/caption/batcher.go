@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/recovered"
 	"github.com/imgserve/imgserve/models"
 )
 
@@ -113,7 +114,7 @@ func (b *batcher) loop() {
 		}
 		wait := time.Duration(-1)
 		if b.running < b.slots {
-			c, w := b.next(time.Now())
+			c, w := b.nextRecovering(time.Now())
 			if c != nil {
 				b.running++
 				go b.run(c)
@@ -234,10 +235,45 @@ func (b *batcher) finish(s *sequence, tokens []int64, err error) {
 	s.done <- outcome{tokens: tokens, err: err}
 }
 
+// nextRecovering is next, with a panic (a bug in forming a cohort) failing
+// the sequences that were waiting instead of the process. Called with mu
+// held, which a panic inside leaves held.
+func (b *batcher) nextRecovering(now time.Time) (c *cohort, wait time.Duration) {
+	defer func() {
+		if v := recover(); v != nil {
+			err := recovered.Report("caption.batcher", v)
+			for _, s := range b.waiting {
+				b.finish(s, nil, err)
+			}
+			b.waiting = nil
+			c, wait = nil, -1
+		}
+	}()
+	return b.next(now)
+}
+
 // run steps one cohort and puts it back, without the sequences that
-// finished.
+// finished. A panic in the step (the decoder's run, the search) fails the
+// cohort's sequences, not the process.
 func (b *batcher) run(c *cohort) {
-	done := b.step(c)
+	seqs := slices.Clone(c.seqs)
+	for _, j := range c.joining {
+		seqs = append(seqs, j.seqs...)
+	}
+	var done []finished
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				err := recovered.Report("caption.step", v)
+				done = done[:0]
+				for _, s := range seqs {
+					done = append(done, finished{seq: s, err: err})
+				}
+				c.seqs = nil
+			}
+		}()
+		done = b.step(c)
+	}()
 	b.mu.Lock()
 	b.running--
 	for _, d := range done {

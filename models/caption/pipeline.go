@@ -258,6 +258,16 @@ func (p *Pipeline) Pixels(img *image.NRGBA) inference.Tensor {
 	return inference.NewTensor([]int64{1, 3, int64(h), int64(w)}, buf)
 }
 
+// CheckLoad tells whether a caption asked for now would be refused for
+// the encoder's expected queue wait (see inference.Scheduler.CheckLoad),
+// before the image is decoded.
+func (p *Pipeline) CheckLoad(ctx context.Context) error {
+	if st := p.encoder.State(); st.Scheduler != nil {
+		return st.Scheduler.CheckLoad(ctx)
+	}
+	return nil
+}
+
 // Encode runs the encoder on one image; the result is [1,S,E].
 func (p *Pipeline) Encode(ctx context.Context, img *image.NRGBA) (inference.Tensor, error) {
 	out, err := p.encoder.Infer(ctx, []inference.Tensor{p.Pixels(img)})

@@ -5,8 +5,9 @@ import (
 	"math"
 	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
+
+	"github.com/imgserve/imgserve/internal/recovered"
 )
 
 // search is one caption's decoding strategy. Each step it gets the
@@ -292,7 +293,7 @@ func parallel(n int, f func(i int)) {
 			f(i)
 		}
 	}
-	var wg sync.WaitGroup
+	var wg recovered.Group
 	for range workers - 1 {
 		wg.Go(work)
 	}

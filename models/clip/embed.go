@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/recovered"
 	"github.com/imgserve/imgserve/models"
 )
 
@@ -63,13 +64,14 @@ func (t *Towers) EmbedImages(ctx context.Context, n int, src ImageSource) ([][]f
 		}
 		return unitRows(out[lo:hi], res[outAt])
 	}
-	if err := batches(ctx, n, size, prepare, submit); err != nil {
-		// Not pooled: a cancelled Submit returns while a batch of one may
-		// still be reading its buffer, which the scheduler does not copy.
-		return nil, err
-	}
+	err = batches(ctx, n, size, prepare, submit)
+	// Every Submit has returned, after an error too, so no batch reads the
+	// buffers any more.
 	for _, b := range bufs {
 		floatPool.Put(b)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -141,7 +143,10 @@ func outputIndex(st *models.State, name string) (int, error) {
 
 // unitRows copies the rows of an FP32 [len(dst), Dim] tensor into dst,
 // each scaled to unit length. The norm is summed in float64 so that the
-// result is unit length to float32 precision.
+// result is unit length to float32 precision. A row of zeros has no
+// direction: it stays the zero vector, which the caller gets as it is (an
+// index refuses to store or search it); NaN or infinity means a broken
+// model.
 func unitRows(dst [][]float32, t inference.Tensor) error {
 	if t.DType != inference.FP32 || len(t.Shape) != 2 || t.Shape[0] != int64(len(dst)) || t.Shape[1] != Dim {
 		return fmt.Errorf("%w: got %v %v, want FP32 [%d %d]", ErrBadEmbedding, t.DType, t.Shape, len(dst), Dim)
@@ -153,8 +158,12 @@ func unitRows(dst [][]float32, t inference.Tensor) error {
 		for _, x := range row {
 			ss += float64(x) * float64(x)
 		}
-		if ss == 0 || math.IsNaN(ss) || math.IsInf(ss, 0) {
+		if math.IsNaN(ss) || math.IsInf(ss, 0) {
 			return fmt.Errorf("%w: row %d has norm %v", ErrBadEmbedding, r, math.Sqrt(ss))
+		}
+		if ss == 0 {
+			dst[r] = make([]float32, Dim)
+			continue
 		}
 		inv := 1 / math.Sqrt(ss)
 		u := make([]float32, Dim)
@@ -177,7 +186,7 @@ func batches(ctx context.Context, n, size int, prepare func(i int) error, submit
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		wg    sync.WaitGroup
+		wg    recovered.Group
 		once  sync.Once
 		first error
 	)

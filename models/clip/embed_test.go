@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -321,5 +322,23 @@ models:
 	}
 	if _, _, err := tw.EmbedTexts(cancelled, []string{"a", "b"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled texts: %v", err)
+	}
+}
+
+// A row of zeros (no direction) comes back as the zero vector, which
+// callers can tell apart; NaN or infinity means a broken model.
+func TestUnitRowsZeroAndBroken(t *testing.T) {
+	rows := make([]float32, 2*Dim)
+	rows[Dim] = 3
+	dst := make([][]float32, 2)
+	if err := unitRows(dst, inference.NewTensor([]int64{2, Dim}, rows)); err != nil {
+		t.Fatal(err)
+	}
+	if len(dst[0]) != Dim || slices.ContainsFunc(dst[0], func(v float32) bool { return v != 0 }) || dst[1][0] != 1 {
+		t.Fatalf("got %v... and %v...", dst[0][:4], dst[1][:4])
+	}
+	rows[0] = float32(math.NaN())
+	if err := unitRows(dst, inference.NewTensor([]int64{2, Dim}, rows)); !errors.Is(err, ErrBadEmbedding) {
+		t.Fatalf("NaN row: %v", err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/models"
+	"github.com/imgserve/imgserve/models/tokenizer"
 )
 
 // Tasks, tensor names and sizes of the export.
@@ -26,6 +27,20 @@ const (
 func init() {
 	models.RegisterTask(TaskVision, checkVision)
 	models.RegisterTask(TaskText, checkText)
+	models.RegisterDimBounds(TaskText, textBounds)
+}
+
+// textBounds: a text tower reads at most CLIP's 77 positions; longer
+// sequences from a client would only cost memory and time (attention is
+// quadratic in them).
+func textBounds(in []inference.TensorInfo) [][]int64 {
+	out := make([][]int64, len(in))
+	for i, t := range in {
+		if (t.Name == InputIDs || t.Name == InputAttentionMask) && len(t.Shape) == 2 {
+			out[i] = []int64{0, tokenizer.CLIPContextLength}
+		}
+	}
+	return out
 }
 
 // fits reports whether a declared dimension accepts n (-1 is dynamic).

@@ -1,6 +1,7 @@
 package clip
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -110,4 +111,23 @@ func (t *Towers) Tokenize(texts []string) (ids [][]int, truncated []bool, err er
 		}
 	}
 	return ids, truncated, nil
+}
+
+// CheckLoad tells whether embedding images or texts now would be refused
+// for a tower's expected queue wait (see inference.Scheduler.CheckLoad).
+func (t *Towers) CheckLoad(ctx context.Context, images, texts bool) error {
+	for _, m := range []struct {
+		use   bool
+		model *models.Model
+	}{{images, t.Vision}, {texts, t.Text}} {
+		if !m.use || m.model == nil {
+			continue
+		}
+		if st := m.model.State(); st.Scheduler != nil {
+			if err := st.Scheduler.CheckLoad(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

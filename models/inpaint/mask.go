@@ -3,6 +3,7 @@ package inpaint
 import (
 	"encoding/binary"
 	"image"
+	"slices"
 )
 
 // Masks are *image.Gray of the image's size, 255 where to fill and 0
@@ -57,15 +58,23 @@ func MaskFromImage(src *image.NRGBA) *image.Gray {
 // Box is a rectangle in pixels, [x, y, w, h] as clients send them.
 type Box [4]float64
 
+// MaxBoxes bounds the boxes of one request.
+const MaxBoxes = 256
+
 // MaskFromBoxes draws boxes onto an empty w x h mask. Each box must have a
 // positive size and lie inside the image; fractional edges grow outwards to
-// whole pixels.
+// whole pixels. Each pixel is written once however the boxes overlap, so
+// drawing costs the image's area plus rows times boxes, never boxes times
+// area.
 func MaskFromBoxes(w, h int, boxes []Box) (*image.Gray, error) {
 	if len(boxes) == 0 {
 		return nil, badInput("boxes is empty: give at least one [x, y, w, h] rectangle")
 	}
+	if len(boxes) > MaxBoxes {
+		return nil, badInput("%d boxes; the limit is %d", len(boxes), MaxBoxes)
+	}
 	bounds := image.Rect(0, 0, w, h)
-	m := image.NewGray(bounds)
+	rects := make([]image.Rectangle, len(boxes))
 	for i, b := range boxes {
 		r, err := boxRect(b)
 		if err != nil {
@@ -74,11 +83,22 @@ func MaskFromBoxes(w, h int, boxes []Box) (*image.Gray, error) {
 		if !r.In(bounds) {
 			return nil, badInput("box %d %v lies outside the %dx%d image", i, b, w, h)
 		}
-		for y := r.Min.Y; y < r.Max.Y; y++ {
-			row := m.Pix[y*m.Stride+r.Min.X : y*m.Stride+r.Max.X]
-			for x := range row {
-				row[x] = 255
+		rects[i] = r
+	}
+	slices.SortFunc(rects, func(a, b image.Rectangle) int { return a.Min.X - b.Min.X })
+	m := image.NewGray(bounds)
+	for y := 0; y < h; y++ {
+		row := m.Pix[y*m.Stride:][:w]
+		filled := 0 // row[:filled] is drawn as far as the boxes so far reach
+		for _, r := range rects {
+			if y < r.Min.Y || y >= r.Max.Y || r.Max.X <= filled {
+				continue
 			}
+			seg := row[max(r.Min.X, filled):r.Max.X]
+			for x := range seg {
+				seg[x] = 255
+			}
+			filled = r.Max.X
 		}
 	}
 	return m, nil

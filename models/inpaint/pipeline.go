@@ -7,6 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/imgserve/imgserve/internal/budget"
+	"github.com/imgserve/imgserve/internal/recovered"
 )
 
 // InferFunc runs the model on one crop: pix is planar RGB in 0..1
@@ -94,6 +97,19 @@ func (r *Runner) Inpaint(ctx context.Context, img *image.NRGBA, mask *image.Gray
 	regions := findRegions(mask, bounds)
 	crops := plan(size, regions, r.Size, o)
 	t.Mask, t.Crops = time.Since(start), len(crops)
+	// A crop whose window is scaled holds a window-size copy or result
+	// until the paste: the request reserves it against the server's
+	// memory budget before it allocates (internal/budget).
+	var windows int64
+	for _, c := range crops {
+		if c.fit != c.win.Size() {
+			windows += 4 * int64(c.win.Dx()) * int64(c.win.Dy())
+		}
+	}
+	if err := budget.Reserve(ctx, windows); err != nil {
+		return t, err
+	}
+	defer budget.Release(ctx, windows)
 	results, err := r.runCrops(ctx, img, mask, crops, &t)
 	if err != nil {
 		return t, err
@@ -116,7 +132,7 @@ func (r *Runner) runCrops(ctx context.Context, img *image.NRGBA, mask *image.Gra
 	errs := make([]error, len(crops))
 	sem := make(chan struct{}, max(1, r.MaxInFlight))
 	var (
-		wg           sync.WaitGroup
+		wg           recovered.Group
 		pack, unpack atomic.Int64
 		span         inferSpan
 	)
@@ -126,14 +142,13 @@ func (r *Runner) runCrops(ctx context.Context, img *image.NRGBA, mask *image.Gra
 			<-sem
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		wg.Go(func() {
+			defer func() { <-sem }()
 			results[i], errs[i] = r.runCrop(ctx, img, mask, c, &pack, &unpack, &span)
 			if errs[i] != nil {
 				cancel() // the request fails: spare the model the other crops
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	t.Pack, t.Unpack = time.Duration(pack.Load()), time.Duration(unpack.Load())

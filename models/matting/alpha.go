@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	membudget "github.com/imgserve/imgserve/internal/budget"
 	"github.com/imgserve/imgserve/preprocess/matte"
 )
 
@@ -87,6 +88,13 @@ func (a *AlphaMatter) Cutout(ctx context.Context, img *image.NRGBA, mask *image.
 		return nil, st, fmt.Errorf("%w: this image and mask need about %d MiB, the server allows %d MiB for alpha matting",
 			ErrAlphaTooLarge, need>>20, a.limits.MaxBytes>>20)
 	}
+	// The server's one memory budget first (internal/budget): refused at
+	// once (429) when the process is full, whatever the family; then this
+	// family's own share, which queues.
+	if err := membudget.Reserve(ctx, need); err != nil {
+		return nil, st, err
+	}
+	defer membudget.Release(ctx, need)
 	start := time.Now()
 	if err := a.budget.acquire(ctx, need); err != nil {
 		return nil, st, err

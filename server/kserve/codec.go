@@ -80,8 +80,11 @@ func BadInput(format string, args ...any) error {
 }
 
 // DecodeRequest splits the body, parses the JSON header and returns the
-// tensors in the model's input order, checked against its signature.
-func DecodeRequest(body []byte, headerLen int, sig []inference.TensorInfo, batched bool, maxBatch int) (*Request, []inference.Tensor, error) {
+// tensors in the model's input order, checked against its signature and
+// limits before anything is allocated for them. Binary tensors are views of
+// body; JSON ones are parsed into new buffers, for which reserve (may be
+// nil) is asked first, for no more than the bytes the JSON can hold.
+func DecodeRequest(body []byte, headerLen int, lim inference.InputLimits, reserve func(n int64) error) (*Request, []inference.Tensor, error) {
 	header, binaryPart := body, []byte(nil)
 	if headerLen >= 0 {
 		if headerLen > len(body) {
@@ -93,15 +96,18 @@ func DecodeRequest(body []byte, headerLen int, sig []inference.TensorInfo, batch
 	if err := json.Unmarshal(header, &req); err != nil {
 		return nil, nil, BadInput("malformed JSON: %v", err)
 	}
+	if err := checkID(req.ID); err != nil {
+		return nil, nil, err
+	}
 	if len(req.Inputs) == 0 {
 		return nil, nil, BadInput("no inputs")
 	}
-	inputs := NewInputs(sig, batched, maxBatch)
+	inputs := NewInputs(lim)
 	for _, in := range req.Inputs {
 		err := inputs.Add(in.Name, in.Datatype, in.Shape, func(dt inference.DType, n int64) ([]byte, error) {
 			size, ok := in.Parameters.Int("binary_data_size")
 			if !ok {
-				return parseJSONData(in.Data, dt, n)
+				return parseJSONData(in.Data, dt, n, reserve)
 			}
 			if in.Data != nil {
 				return nil, errors.New("both binary_data_size and data")
@@ -146,27 +152,29 @@ func (r *Request) RequestedOutputs() []string {
 	return names
 }
 
-// Inputs checks a request's input tensors against a model's signature,
-// whatever transport carried them (JSON, binary, gRPC), and collects them
-// in the model's order.
+// Inputs checks a request's input tensors against a model's signature and
+// limits, whatever transport carried them (JSON, binary, gRPC), and
+// collects them in the model's order.
 type Inputs struct {
-	sig      []inference.TensorInfo
-	batched  bool
-	maxBatch int
-	tensors  []inference.Tensor
-	seen     []bool
+	lim     inference.InputLimits
+	sig     []inference.TensorInfo
+	used    int64 // bytes of the inputs so far, for lim.MaxBytes
+	tensors []inference.Tensor
+	seen    []bool
 }
 
-// NewInputs starts collecting inputs for a model with this signature. With
-// batched, the leading dimension is the batch, from 1 to maxBatch rows.
-func NewInputs(sig []inference.TensorInfo, batched bool, maxBatch int) *Inputs {
-	return &Inputs{sig: sig, batched: batched, maxBatch: maxBatch,
-		tensors: make([]inference.Tensor, len(sig)), seen: make([]bool, len(sig))}
+// NewInputs starts collecting inputs for a model with these limits (its
+// signature, batch size, dimension bounds and byte limit).
+func NewInputs(lim inference.InputLimits) *Inputs {
+	return &Inputs{lim: lim, sig: lim.Inputs,
+		tensors: make([]inference.Tensor, len(lim.Inputs)), seen: make([]bool, len(lim.Inputs))}
 }
 
-// Add checks an input's name, datatype and shape against the model, then
-// asks data for its bytes, given its type and element count. Any error is
-// a bad input that names the tensor.
+// Add checks an input's name, datatype and shape against the model and its
+// limits, with overflow-checked arithmetic, then asks data for its bytes,
+// given its type and element count: nothing is allocated for a shape the
+// model would refuse. Any error is a bad input that names the tensor,
+// except a refused memory reservation, which passes as it is.
 func (in *Inputs) Add(name, datatype string, shape []int64, data func(dt inference.DType, elements int64) ([]byte, error)) error {
 	idx := slices.IndexFunc(in.sig, func(t inference.TensorInfo) bool { return t.Name == name })
 	if idx < 0 {
@@ -184,21 +192,63 @@ func (in *Inputs) Add(name, datatype string, shape []int64, data func(dt inferen
 	if dt != info.DType {
 		return BadInput("input %q: datatype %s, the model wants %s", name, datatype, info.DType)
 	}
-	if err := checkShape(shape, info.Shape, in.batched, in.maxBatch); err != nil {
-		return BadInput("input %q: %v", name, err)
-	}
-	t := inference.Tensor{DType: dt, Shape: shape}
-	b, err := data(dt, t.Elements())
+	want, err := in.lim.CheckShape(idx, dt, shape, in.used)
 	if err != nil {
 		return BadInput("input %q: %v", name, err)
 	}
-	if want := t.Elements() * int64(dt.Size()); int64(len(b)) != want {
+	in.used += want
+	t := inference.Tensor{DType: dt, Shape: shape}
+	b, err := data(dt, want/int64(dt.Size()))
+	var refused *reserveError
+	if errors.As(err, &refused) {
+		return refused.err
+	}
+	if err != nil {
+		return BadInput("input %q: %v", name, err)
+	}
+	if int64(len(b)) != want {
 		return BadInput("input %q: %d bytes of data, shape %v of %s needs %d", name, len(b), shape, dt, want)
 	}
 	t.Data = b
 	in.tensors[idx] = t
 	return nil
 }
+
+// maxIDBytes bounds the request id echoed in the response.
+const maxIDBytes = 256
+
+// checkID refuses an id that is long or holds control characters: it is
+// echoed back and may reach logs.
+func checkID(id string) error {
+	if len(id) > maxIDBytes {
+		return BadInput("id is %d bytes; the limit is %d", len(id), maxIDBytes)
+	}
+	for _, r := range id {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return BadInput("id holds a control character")
+		}
+	}
+	return nil
+}
+
+// Reserved asks reserve for n bytes before data allocates them; a refusal
+// passes through Add as it is, not as a bad input. For transports whose
+// data callbacks allocate (gRPC's typed contents).
+func Reserved(reserve func(int64) error, n int64) error {
+	if reserve == nil {
+		return nil
+	}
+	if err := reserve(n); err != nil {
+		return &reserveError{err}
+	}
+	return nil
+}
+
+// reserveError is a refused memory reservation: the server's limit, not
+// the client's mistake.
+type reserveError struct{ err error }
+
+func (e *reserveError) Error() string { return e.err.Error() }
 
 // Tensors returns the inputs in the model's order, once every one was given.
 func (in *Inputs) Tensors() ([]inference.Tensor, error) {
@@ -253,52 +303,23 @@ type NotFoundError string
 
 func (e NotFoundError) Error() string { return string(e) }
 
-// checkShape matches a request shape against the model's: same rank, equal
-// fixed dimensions, and for batched models a leading dimension within the
-// batch limit.
-func checkShape(got, model []int64, batched bool, maxBatch int) error {
-	if len(got) != len(model) {
-		return fmt.Errorf("shape %v has rank %d, the model wants %v", got, len(got), model)
-	}
-	for i, d := range got {
-		if d < 0 {
-			return fmt.Errorf("negative dimension in shape %v", got)
-		}
-		if i == 0 && batched {
-			if d < 1 || d > int64(maxBatch) {
-				return fmt.Errorf("batch dimension %d out of range 1..%d", d, maxBatch)
-			}
-			continue
-		}
-		if model[i] >= 0 && d != model[i] {
-			return fmt.Errorf("shape %v does not match the model's %v", got, model)
-		}
-	}
-	if n := elementsOf(got); n > 1<<31 {
-		return fmt.Errorf("shape %v is too large", got)
-	}
-	return nil
-}
-
-func elementsOf(shape []int64) int64 {
-	n := int64(1)
-	for _, d := range shape {
-		n *= d
-		if n > 1<<40 {
-			return n
-		}
-	}
-	return n
-}
-
 // parseJSONData reads a JSON array, flat or nested in row-major order, of
 // exactly n elements. It scans the bytes itself: decoding hundreds of
 // thousands of numbers through []any is far slower and allocates each one.
-func parseJSONData(raw json.RawMessage, dt inference.DType, n int64) ([]byte, error) {
+//
+// Its buffer is sized from the bytes at hand, never from the shape alone:
+// every element takes at least two bytes of JSON (a digit and a comma), so
+// a tiny body declaring a huge shape allocates next to nothing before its
+// count is found wrong.
+func parseJSONData(raw json.RawMessage, dt inference.DType, n int64, reserve func(int64) error) ([]byte, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("no data and no binary_data_size")
 	}
-	out := make([]byte, 0, n*int64(dt.Size()))
+	size := min(n, int64(len(raw)+1)/2) * int64(dt.Size())
+	if err := Reserved(reserve, size); err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, size)
 	count := int64(0)
 	depth := 0
 	for i := 0; i < len(raw); {

@@ -20,7 +20,7 @@ import (
 // DecodeGRPCRequest checks a gRPC infer request against a model's signature.
 // It returns the tensors in the model's input order and the names of the
 // outputs asked for (none: all).
-func DecodeGRPCRequest(req *pb.ModelInferRequest, sig []inference.TensorInfo, batched bool, maxBatch int) ([]inference.Tensor, []string, error) {
+func DecodeGRPCRequest(req *pb.ModelInferRequest, lim inference.InputLimits, reserve func(int64) error) ([]inference.Tensor, []string, error) {
 	if len(req.Inputs) == 0 {
 		return nil, nil, BadInput("no inputs")
 	}
@@ -28,7 +28,10 @@ func DecodeGRPCRequest(req *pb.ModelInferRequest, sig []inference.TensorInfo, ba
 	if len(raw) > 0 && len(raw) != len(req.Inputs) {
 		return nil, nil, BadInput("%d raw_input_contents for %d inputs: give one per input, or none", len(raw), len(req.Inputs))
 	}
-	inputs := NewInputs(sig, batched, maxBatch)
+	if err := checkID(req.Id); err != nil {
+		return nil, nil, err
+	}
+	inputs := NewInputs(lim)
 	for i, in := range req.Inputs {
 		err := inputs.Add(in.Name, in.Datatype, in.Shape, func(dt inference.DType, n int64) ([]byte, error) {
 			if len(raw) > 0 {
@@ -36,6 +39,10 @@ func DecodeGRPCRequest(req *pb.ModelInferRequest, sig []inference.TensorInfo, ba
 					return nil, errors.New("both contents and raw_input_contents")
 				}
 				return raw[i], nil
+			}
+			// Typed contents become a new buffer: reserved first.
+			if err := Reserved(reserve, n*int64(dt.Size())); err != nil {
+				return nil, err
 			}
 			return typedContents(in.Contents, dt, n)
 		})

@@ -16,7 +16,7 @@ func decodeTyped(dt inference.DType, c *pb.InferTensorContents, n int64) ([]byte
 	sig := []inference.TensorInfo{{Name: "t", DType: dt, Shape: []int64{n}}}
 	req := &pb.ModelInferRequest{Inputs: []*pb.ModelInferRequest_InferInputTensor{
 		{Name: "t", Datatype: dt.String(), Shape: []int64{n}, Contents: c}}}
-	in, _, err := DecodeGRPCRequest(req, sig, false, 1)
+	in, _, err := DecodeGRPCRequest(req, inference.NewInputLimits(sig, 1, nil, 0), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func FuzzDecodeGRPCRequest(f *testing.F) {
 		if proto.Unmarshal(wire, &req) != nil {
 			return
 		}
-		in, _, err := DecodeGRPCRequest(&req, sig, true, 4)
+		in, _, err := DecodeGRPCRequest(&req, batchedX, nil)
 		if err != nil {
 			return
 		}
