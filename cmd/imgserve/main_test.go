@@ -60,7 +60,7 @@ func TestDrainIsAHardLimit(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "models.yaml")
 	os.WriteFile(cfg, []byte("models: []\n"), 0o600)
-	cmd := exec.Command(os.Args[0], "--addr", "127.0.0.1:0", "--config", cfg, "--models-dir", dir,
+	cmd := exec.Command(os.Args[0], "--addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--config", cfg, "--models-dir", dir,
 		"--ort-lib", paths.ORTLib(paths.RepoHome()), "--drain-timeout", "300ms", "--body-timeout", "10m")
 	cmd.Env = append(os.Environ(), "IMGSERVE_TEST_RUN_MAIN=1")
 	stderr, err := cmd.StderrPipe()
