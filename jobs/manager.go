@@ -1,0 +1,183 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ErrClosed: the backend stopped handing out work.
+var ErrClosed = errors.New("jobs: closed")
+
+// Options configure a Manager.
+type Options struct {
+	// Backend keeps the jobs (NewMemory, OpenRedis).
+	Backend Backend
+	// Run runs one item.
+	Run Runner
+	// TTL is how long a job is kept after its last change (at most MaxTTL).
+	TTL time.Duration
+	// Workers is how many items this process runs at once; 0 takes twice
+	// the cores, enough to keep every model instance fed while others
+	// decode and encode.
+	Workers int
+	Logger  *slog.Logger
+	Clock   Clock
+}
+
+// Manager accepts jobs and runs their items on its workers.
+type Manager struct {
+	o      Options
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewManager starts the workers.
+func NewManager(o Options) *Manager {
+	if o.Workers <= 0 {
+		o.Workers = 2 * runtime.GOMAXPROCS(0)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Clock == nil {
+		o.Clock = realClock{}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{o: o, cancel: cancel}
+	for range o.Workers {
+		m.wg.Go(func() { m.work(ctx) })
+	}
+	return m
+}
+
+// TTL is how long jobs are kept after their last change.
+func (m *Manager) TTL() time.Duration { return m.o.TTL }
+
+// Submit stores a job and queues its items. The inputs are the job's from
+// now on: they are zeroed when done.
+func (m *Manager) Submit(ctx context.Context, spec Spec, inputs []Input) (Status, error) {
+	now := m.o.Clock.Now()
+	st := Status{ID: newID(), Task: spec.Task, Status: StateQueued, Items: len(inputs),
+		CreatedAt: now, ExpiresAt: expiry(now, m.o.TTL), ItemStatus: make([]ItemStatus, len(inputs))}
+	for i, in := range inputs {
+		st.ItemStatus[i] = ItemStatus{Name: in.Name, Status: StateQueued}
+	}
+	if err := m.o.Backend.Create(ctx, st, spec, inputs); err != nil {
+		return Status{}, err
+	}
+	var bytes int64
+	for _, in := range inputs {
+		bytes += in.size()
+	}
+	m.o.Logger.Info("job created", "job", st.ID, "task", spec.Task, "items", len(inputs), "in_bytes", bytes)
+	return st, nil
+}
+
+// Status is a job's state.
+func (m *Manager) Status(ctx context.Context, id string) (Status, error) {
+	if !validID(id) {
+		return Status{}, ErrNotFound
+	}
+	return m.o.Backend.Status(ctx, id)
+}
+
+// Output is the result of the item named name (its input's name or its
+// output's).
+func (m *Manager) Output(ctx context.Context, id, name string) (Output, error) {
+	st, err := m.Status(ctx, id)
+	if err != nil {
+		return Output{}, err
+	}
+	i := slices.IndexFunc(st.ItemStatus, func(it ItemStatus) bool { return it.Name == name || it.Output == name })
+	if i < 0 {
+		return Output{}, ErrNoItem
+	}
+	return m.o.Backend.Output(ctx, id, i)
+}
+
+// OutputAt is item i's result.
+func (m *Manager) OutputAt(ctx context.Context, id string, i int) (Output, error) {
+	return m.o.Backend.Output(ctx, id, i)
+}
+
+// ErrNoItem: the job has no item of that name (404).
+var ErrNoItem = errors.New("the job has no item of that name")
+
+// Delete cancels a job and erases it now.
+func (m *Manager) Delete(ctx context.Context, id string) error {
+	if !validID(id) {
+		return ErrNotFound
+	}
+	if err := m.o.Backend.Delete(ctx, id); err != nil {
+		return err
+	}
+	m.o.Logger.Info("job deleted", "job", id)
+	return nil
+}
+
+// Close stops the workers after the items they run; the backend is the
+// caller's to close.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+func (m *Manager) work(ctx context.Context) {
+	for {
+		w, err := m.o.Backend.Next(ctx)
+		if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+			return
+		}
+		if err != nil {
+			m.o.Logger.Warn("jobs: taking work failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		start := time.Now()
+		out, err := m.run(ctx, w)
+		if ctx.Err() != nil {
+			// Shutting down: the item stays unfinished (Redis hands it to
+			// another replica).
+			return
+		}
+		failure := ""
+		if err != nil {
+			failure = err.Error()
+		}
+		st, err := m.o.Backend.Finish(ctx, w, out, failure)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			m.o.Logger.Warn("jobs: recording an item failed", "job", w.Job, "item", w.Index, "err", err)
+		case st.Finished() && st.FinishedAt != nil:
+			m.o.Logger.Info("job finished", "job", w.Job, "items", st.Items, "failed", st.Failed,
+				"ms", st.FinishedAt.Sub(st.CreatedAt).Milliseconds(), "last_item_ms", time.Since(start).Milliseconds())
+		}
+	}
+}
+
+// run runs an item, waiting and trying again while the server refuses it
+// for now: job items wait for capacity, they are never shed.
+func (m *Manager) run(ctx context.Context, w Work) (Output, error) {
+	for {
+		out, err := m.o.Run(ctx, w)
+		var later *RetryLater
+		if !errors.As(err, &later) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return Output{}, ctx.Err()
+		case <-time.After(min(max(later.After, 10*time.Millisecond), time.Second)):
+		}
+	}
+}
