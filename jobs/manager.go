@@ -67,12 +67,12 @@ func (m *Manager) Submit(ctx context.Context, spec Spec, inputs []Input) (Status
 	for i, in := range inputs {
 		st.ItemStatus[i] = ItemStatus{Name: in.Name, Status: StateQueued}
 	}
-	if err := m.o.Backend.Create(ctx, st, spec, inputs); err != nil {
-		return Status{}, err
-	}
 	var bytes int64
 	for _, in := range inputs {
 		bytes += in.size()
+	}
+	if err := m.o.Backend.Create(ctx, st, spec, inputs); err != nil {
+		return Status{}, err
 	}
 	m.o.Logger.Info("job created", "job", st.ID, "task", spec.Task, "items", len(inputs), "in_bytes", bytes)
 	return st, nil
