@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,7 +35,11 @@ type Manager struct {
 	o      Options
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	ran    atomic.Int64
 }
+
+// ItemsRun counts the items this process's workers have finished.
+func (m *Manager) ItemsRun() int64 { return m.ran.Load() }
 
 // NewManager starts the workers.
 func NewManager(o Options) *Manager {
@@ -153,6 +158,7 @@ func (m *Manager) work(ctx context.Context) {
 		if err != nil {
 			failure = err.Error()
 		}
+		m.ran.Add(1)
 		st, err := m.o.Backend.Finish(ctx, w, out, failure)
 		switch {
 		case errors.Is(err, ErrNotFound):

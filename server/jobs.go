@@ -133,7 +133,9 @@ func jobError(err error) error {
 	var ie *jobs.InputError
 	switch {
 	case errors.As(err, &be) && be.Full:
-		return newError(http.StatusInsufficientStorage, "jobs_memory_full", err.Error())
+		// Retrying cannot help: 413, as admission answers a request larger
+		// than its whole budget.
+		return newError(http.StatusRequestEntityTooLarge, "too_costly", err.Error())
 	case errors.As(err, &be):
 		return &apiError{status: http.StatusTooManyRequests, code: "jobs_memory_busy", msg: err.Error(), retryAfter: be.After}
 	case errors.As(err, &ie) && ie.TooLarge:

@@ -226,7 +226,20 @@ func withoutCount(t *testing.T, b []byte) []byte {
 func TestJobResultsEqualSingleRequests(t *testing.T) {
 	store := index.NewStore()
 	srv := startServer(t, everyFamilyConfig, testmodels.Dir(), withIndex(store))
+	checkJobsEqualSingle(t, store, srv, srv)
+	if m := srv.Server.JobMemory(); m.InUse() != 0 || m.Len() != 0 {
+		t.Fatalf("after every job was deleted the store holds %d jobs, %d bytes", m.Len(), m.InUse())
+	}
+}
+
+// checkJobsEqualSingle runs a 50-image job of every task, through
+// multipart and through a zip, and checks each result against the
+// single-image route's. Jobs are submitted to one server and followed,
+// fetched and deleted through the other (the same one in process; two
+// replicas over Redis). It returns the single routes' results by task.
+func checkJobsEqualSingle(t *testing.T, store *index.Store, srv, other *testServer) map[string]map[string][]byte {
 	const n = 50
+	wants := map[string]map[string][]byte{}
 	cases := make([]jobCase, n)
 	for i := range cases {
 		cases[i] = jobCase{name: fmt.Sprintf("img-%02d.png", i), image: jobImage(t, i, 64, 48), mask: jobMask(t, i, 64, 48)}
@@ -283,6 +296,7 @@ func TestJobResultsEqualSingleRequests(t *testing.T) {
 	for _, tk := range tasks {
 		t.Run(tk.task, func(t *testing.T) {
 			want := map[string][]byte{}
+			wants[tk.task] = want
 			for _, c := range cases {
 				name, b := tk.single(t, srv, c)
 				want[name] = b
@@ -324,11 +338,11 @@ func TestJobResultsEqualSingleRequests(t *testing.T) {
 				{"zip", zipOf(t, archive), "application/zip", query},
 			} {
 				id := submitJob(t, srv.URL, via.body, via.ct, via.query)
-				st := awaitJob(t, srv.URL, id)
+				st := awaitJob(t, other.URL, id)
 				if st.Status != jobs.StateDone || st.Done != n || st.Failed != 0 {
 					t.Fatalf("%s job: %+v", via.name, st)
 				}
-				got := jobResultsOf(t, srv.URL, id)
+				got := jobResultsOf(t, other.URL, id)
 				if tk.task == "embed" {
 					for name, b := range got {
 						got[name] = withoutCount(t, b)
@@ -361,7 +375,7 @@ func TestJobResultsEqualSingleRequests(t *testing.T) {
 						}
 					}
 				}
-				if code, _, b := do(t, "DELETE", srv.URL+"/v1/jobs/"+id, nil, nil); code != 200 {
+				if code, _, b := do(t, "DELETE", other.URL+"/v1/jobs/"+id, nil, nil); code != 200 {
 					t.Fatalf("DELETE: %d %s", code, b)
 				}
 				if code, _, _ := do(t, "GET", srv.URL+"/v1/jobs/"+id, nil, nil); code != 404 {
@@ -370,7 +384,5 @@ func TestJobResultsEqualSingleRequests(t *testing.T) {
 			}
 		})
 	}
-	if m := srv.Server.JobMemory(); m.InUse() != 0 || m.Len() != 0 {
-		t.Fatalf("after every job was deleted the store holds %d jobs, %d bytes", m.Len(), m.InUse())
-	}
+	return wants
 }

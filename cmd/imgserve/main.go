@@ -174,7 +174,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.queueWait, "queue-wait-budget", 5*time.Second, "load shedding: refuse a request (429) whose expected wait in its model's queue exceeds this or its deadline; 0 turns shedding off (a model's batching.max_queue_wait overrides it)")
 	fs.DurationVar(&o.jobTTL, "job-ttl", server.DefaultJobTTL, "how long a batch job and its results are kept after its last change, at most 1h")
 	o.jobsMemory = server.DefaultJobMemory
-	fs.Var(sizeFlag{&o.jobsMemory}, "jobs-memory", "memory batch jobs may hold together, inputs and results (such as 2GiB); a job that does not fit is refused up front (507 when it never could, 429 with Retry-After when others must expire first)")
+	fs.Var(sizeFlag{&o.jobsMemory}, "jobs-memory", "memory batch jobs may hold together, inputs and results (such as 2GiB); a job that does not fit is refused up front (413 when it never could, 429 with Retry-After when others must expire first)")
 	fs.StringVar(&o.jobsRedis, "jobs-redis", "", "keep batch jobs in Redis (redis://host:port/db), shared by every replica, instead of in this process; the Redis must keep nothing on disk (save \"\" and appendonly no), or the server refuses to start")
 	fs.IntVar(&o.jobWorkers, "job-workers", 0, "batch job items this process runs at once (0: twice the cores)")
 	if err := fs.Parse(args); err != nil {
