@@ -19,7 +19,8 @@ import (
 // Redis keeps jobs in a Redis shared by every replica. Items travel
 // through one stream read by one consumer group, so any replica works on
 // any job; an item whose replica died is reclaimed by another once it has
-// been pending ClaimAfter. A job is four keys, its status, its items'
+// been pending ClaimAfter without a heartbeat (a replica renews the items
+// it runs every third of ClaimAfter). A job is four keys, its status, its items'
 // states, its inputs and its results, each with an EXPIRE of the TTL,
 // renewed as the job progresses: Redis itself erases a job TTL after its
 // last change, whether or not any replica is alive.
@@ -34,6 +35,8 @@ type Redis struct {
 	mu        sync.Mutex
 	lastClaim time.Time
 	claimed   []redis.XMessage // reclaimed items not yet handed out
+	// beating stops the heartbeat of each item this replica runs.
+	beating map[string]context.CancelFunc
 }
 
 const (
@@ -52,9 +55,8 @@ func jobKeys(id string) []string {
 type RedisOptions struct {
 	TTL    time.Duration
 	Budget int64
-	// ClaimAfter is how long an item may stay with a replica, unfinished,
-	// before another takes it over: longer than an item ever runs
-	// (default 2 minutes).
+	// ClaimAfter is how long an item may stay with a replica that stopped
+	// renewing it before another takes it over (default 30 s).
 	ClaimAfter time.Duration
 	Clock      Clock
 }
@@ -77,7 +79,7 @@ func OpenRedis(ctx context.Context, url string, o RedisOptions) (*Redis, error) 
 		return nil, fmt.Errorf("jobs redis at %s: creating the consumer group: %w", opt.Addr, err)
 	}
 	if o.ClaimAfter <= 0 {
-		o.ClaimAfter = 2 * time.Minute
+		o.ClaimAfter = 30 * time.Second
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
@@ -85,7 +87,7 @@ func OpenRedis(ctx context.Context, url string, o RedisOptions) (*Redis, error) 
 	host, _ := os.Hostname()
 	var b [4]byte
 	rand.Read(b[:])
-	return &Redis{c: c, ttl: o.TTL, budget: o.Budget, claimAfter: o.ClaimAfter, clock: o.Clock,
+	return &Redis{c: c, ttl: o.TTL, budget: o.Budget, claimAfter: o.ClaimAfter, clock: o.Clock, beating: map[string]context.CancelFunc{},
 		consumer: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))}, nil
 }
 
@@ -301,7 +303,38 @@ func (r *Redis) Next(ctx context.Context) (Work, error) {
 			continue
 		}
 		w.ref = msg.ID
+		r.heartbeat(ctx, msg.ID)
 		return w, nil
+	}
+}
+
+// heartbeat renews an item this replica runs (XCLAIM to itself resets
+// its idle time) until Finish, or until ctx ends: a replica that dies or
+// stops leaves its items to be reclaimed ClaimAfter later.
+func (r *Redis) heartbeat(ctx context.Context, ref string) {
+	ctx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.beating[ref] = cancel
+	r.mu.Unlock()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(r.claimAfter / 3):
+			}
+			r.c.XClaimJustID(ctx, &redis.XClaimArgs{Stream: redisStream, Group: redisGroup, Consumer: r.consumer, Messages: []string{ref}})
+		}
+	}()
+}
+
+func (r *Redis) stopHeartbeat(ref string) {
+	r.mu.Lock()
+	cancel := r.beating[ref]
+	delete(r.beating, ref)
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 }
 
@@ -430,6 +463,7 @@ return fin
 func (r *Redis) Finish(ctx context.Context, w Work, out Output, failure string) (Status, error) {
 	defer zeroInput(&w.Input)
 	defer zero(out.Data)
+	defer r.stopHeartbeat(w.ref)
 	keys := append(jobKeys(w.Job), redisBudget)
 	it := ItemStatus{Name: w.Input.Name, Status: StateDone, Output: out.Name}
 	failed := "0"

@@ -170,3 +170,34 @@ func TestRedisErasesAJobAtItsTTL(t *testing.T) {
 		t.Fatalf("status after TTL: %v", err)
 	}
 }
+
+// A replica renews the items it runs: one that runs longer than
+// ClaimAfter is not taken over by another replica while it is alive.
+func TestRedisLongItemIsNotReclaimedFromALiveReplica(t *testing.T) {
+	srv := redistest.Start(t)
+	const claimAfter = 300 * time.Millisecond
+	var runs [2]int
+	var mu sync.Mutex
+	var ms [2]*Manager
+	for i := range ms {
+		run := func(ctx context.Context, w Work) (Output, error) {
+			mu.Lock()
+			runs[i]++
+			mu.Unlock()
+			time.Sleep(5 * claimAfter)
+			return upper(ctx, w)
+		}
+		ms[i] = NewManager(Options{Backend: openRedis(t, srv.URL, time.Minute, claimAfter), Run: run, TTL: time.Minute, Workers: 1})
+		defer ms[i].Close()
+	}
+	st, err := ms[0].Submit(context.Background(), Spec{Task: TaskCaption}, []Input{{Name: "slow", Image: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, ms[0], st.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if runs[0]+runs[1] != 1 {
+		t.Fatalf("the item ran %d times (%v): it was reclaimed from a live replica", runs[0]+runs[1], runs)
+	}
+}

@@ -558,6 +558,7 @@ func (s *Server) runJobItem(ctx context.Context, w jobs.Work) (jobs.Output, erro
 	req.Header.SetMethod(method)
 	req.URI().SetPath(target)
 	var body bytes.Buffer
+	body.Grow(len(w.Input.Image) + len(w.Input.Mask) + 4096) // one buffer to zero after
 	mw := multipart.NewWriter(&body)
 	for k, v := range w.Spec.Params {
 		if k != embedCollection || w.Spec.Task != jobs.TaskEmbed {
@@ -580,6 +581,7 @@ func (s *Server) runJobItem(ctx context.Context, w jobs.Work) (jobs.Output, erro
 	zero(body.Bytes())
 	defer zero(rc.Request.Body())
 	rc.SetUserValue(requestContextKey{}, rctx)
+	rc.SetUserValue(requestStateKey{}, &requestState{cancel: cancel, ticket: t})
 	func() {
 		defer func() {
 			if v := recover(); v != nil {

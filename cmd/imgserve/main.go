@@ -314,8 +314,7 @@ func serve(o options, log *slog.Logger) error {
 	var jobStore jobs.Backend
 	if o.jobsRedis != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := jobs.OpenRedis(ctx, o.jobsRedis, jobs.RedisOptions{TTL: o.jobTTL, Budget: o.jobsMemory,
-			ClaimAfter: 2*o.requestTimeout + 10*time.Second})
+		r, err := jobs.OpenRedis(ctx, o.jobsRedis, jobs.RedisOptions{TTL: o.jobTTL, Budget: o.jobsMemory})
 		cancel()
 		if err != nil {
 			return err
