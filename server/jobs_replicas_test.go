@@ -34,9 +34,9 @@ func withJobsRedis(t *testing.T, url string, claimAfter time.Duration) func(*Opt
 func TestJobsAcrossRedisReplicas(t *testing.T) {
 	rs := redistest.Start(t)
 	store := index.NewStore()
-	// An item's run here takes well under a second; one left unfinished
-	// for 5 s belongs to a dead replica.
-	const claimAfter = 5 * time.Second
+	// A live replica renews its items every second: one left unrenewed
+	// for 3 s belongs to a dead replica.
+	const claimAfter = 3 * time.Second
 	a := startServer(t, everyFamilyConfig, testmodels.Dir(), withIndex(store), withJobsRedis(t, rs.URL, claimAfter))
 	b := startServer(t, everyFamilyConfig, testmodels.Dir(), withIndex(store), withJobsRedis(t, rs.URL, claimAfter))
 	wants := checkJobsEqualSingle(t, store, a, b)
@@ -44,6 +44,9 @@ func TestJobsAcrossRedisReplicas(t *testing.T) {
 	t.Logf("items run: %d by one replica, %d by the other", ranA, ranB)
 	if ranA < 50 || ranB < 50 {
 		t.Fatalf("items run: %d and %d; both replicas should have worked on the jobs", ranA, ranB)
+	}
+	if ranA+ranB != 500 {
+		t.Fatalf("items run: %d and %d, %d in all for 500 items: a live replica's item was taken over", ranA, ranB, ranA+ranB)
 	}
 
 	// Kill one replica mid-job.
