@@ -333,15 +333,22 @@ func (s *Server) costJobInputs(task string, inputs []jobs.Input) error {
 }
 
 func (s *Server) jobStatus(ctx *fasthttp.RequestCtx, p routeParams) {
-	m, err := s.jobManager()
-	if err == nil {
-		var st jobs.Status
-		if st, err = m.Status(requestContext(ctx), p.Var("id")); err == nil {
-			writeJSON(ctx, http.StatusOK, st)
-			return
-		}
+	_, st, err := s.jobAndStatus(ctx, p)
+	if err != nil {
+		writeError(ctx, err)
+		return
 	}
-	writeError(ctx, jobError(err))
+	writeJSON(ctx, http.StatusOK, st)
+}
+
+// jobAndStatus finds the route's job.
+func (s *Server) jobAndStatus(ctx *fasthttp.RequestCtx, p routeParams) (*jobs.Manager, jobs.Status, error) {
+	m, err := s.jobManager()
+	if err != nil {
+		return nil, jobs.Status{}, err
+	}
+	st, err := m.Status(requestContext(ctx), p.Var("id"))
+	return m, st, jobError(err)
 }
 
 func (s *Server) deleteJob(ctx *fasthttp.RequestCtx, p routeParams) {
@@ -379,13 +386,9 @@ const jobPoll = 100 * time.Millisecond
 // the end "done" with the whole status, or "gone" when the job was
 // deleted or expired.
 func (s *Server) jobEvents(ctx *fasthttp.RequestCtx, p routeParams) {
-	m, err := s.jobManager()
-	var st jobs.Status
-	if err == nil {
-		st, err = m.Status(requestContext(ctx), p.Var("id"))
-	}
+	m, st, err := s.jobAndStatus(ctx, p)
 	if err != nil {
-		writeError(ctx, jobError(err))
+		writeError(ctx, err)
 		return
 	}
 	rctx, cancel, done := streamRequest(ctx)
@@ -433,13 +436,9 @@ func (s *Server) jobEvents(ctx *fasthttp.RequestCtx, p routeParams) {
 // images are compressed already), with errors.jsonl naming failed items;
 // for captions and embeddings, JSON lines, one per image.
 func (s *Server) jobResults(ctx *fasthttp.RequestCtx, p routeParams) {
-	m, err := s.jobManager()
-	var st jobs.Status
-	if err == nil {
-		st, err = m.Status(requestContext(ctx), p.Var("id"))
-	}
+	m, st, err := s.jobAndStatus(ctx, p)
 	if err != nil {
-		writeError(ctx, jobError(err))
+		writeError(ctx, err)
 		return
 	}
 	id := p.Var("id")

@@ -182,22 +182,7 @@ func TestNoOutboundConnections(t *testing.T) {
 		{"GET", "/metrics", nil, nil},
 	}
 
-	stop := make(chan struct{})
-	watched := make(chan error, 1)
-	go func() { // samples the tables while the requests run
-		for {
-			if err := checkOwnSocketsLoopback(); err != nil {
-				watched <- err
-				return
-			}
-			select {
-			case <-stop:
-				watched <- nil
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
+	stopWatching := watchSocketsLoopback()
 	for _, r := range requests {
 		if code, _, resp := do(t, r.method, srv.URL+r.path, r.header, r.body); code != 200 {
 			t.Errorf("%s %s: %d %.200s", r.method, r.path, code, resp)
@@ -210,12 +195,36 @@ func TestNoOutboundConnections(t *testing.T) {
 	}); err != nil {
 		t.Errorf("gRPC infer: %v", err)
 	}
-	close(stop)
-	if err := <-watched; err != nil {
+	if err := stopWatching(); err != nil {
 		t.Fatal(err)
 	}
 	if err := checkOwnSocketsLoopback(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// watchSocketsLoopback samples the socket tables until the returned stop
+// is called, which reports the first socket found off loopback.
+func watchSocketsLoopback() (stop func() error) {
+	done := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() {
+		for {
+			if err := checkOwnSocketsLoopback(); err != nil {
+				watched <- err
+				return
+			}
+			select {
+			case <-done:
+				watched <- nil
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		return <-watched
 	}
 }
 
@@ -324,22 +333,7 @@ func TestJobsTouchNoDiskLogNoContentAndStayLocal(t *testing.T) {
 			}
 			srv := startServer(t, everyFamilyConfig, testmodels.Dir(), opts...)
 
-			stop := make(chan struct{})
-			watched := make(chan error, 1)
-			go func() {
-				for {
-					if err := checkOwnSocketsLoopback(); err != nil {
-						watched <- err
-						return
-					}
-					select {
-					case <-stop:
-						watched <- nil
-						return
-					case <-time.After(2 * time.Millisecond):
-					}
-				}
-			}()
+			stopWatching := watchSocketsLoopback()
 			name := func(i int) string { return fmt.Sprintf("%s-%d.png", privacyMarker, i) }
 			var files [][3]any
 			archive := map[string][]byte{}
@@ -370,8 +364,7 @@ func TestJobsTouchNoDiskLogNoContentAndStayLocal(t *testing.T) {
 				}
 			}
 			do(t, "DELETE", srv.URL+"/v1/jobs/"+ids[0], nil, nil)
-			close(stop)
-			if err := <-watched; err != nil {
+			if err := stopWatching(); err != nil {
 				t.Fatal(err)
 			}
 			if got := filesUnder(t, tmp); len(got) != 0 {
