@@ -17,6 +17,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,6 +212,12 @@ type jobTask struct {
 	single func(t *testing.T, srv *testServer, c jobCase) (string, []byte)
 }
 
+// cutouts are /v1/remove-background's answers for the jobs' test images.
+var (
+	cutoutsMu sync.Mutex
+	cutouts   = map[string][]byte{}
+)
+
 // withoutCount drops the PUT reply's collection count, which depends on
 // how many items went in before.
 func withoutCount(t *testing.T, b []byte) []byte {
@@ -267,7 +274,15 @@ func checkJobsEqualSingle(t *testing.T, store *index.Store, srv, other *testServ
 	stem := func(name string) string { return strings.TrimSuffix(name, path.Ext(name)) }
 	tasks := []jobTask{
 		{"remove-background", map[string]string{"model": "u2netp"}, func(t *testing.T, srv *testServer, c jobCase) (string, []byte) {
-			return stem(c.name) + ".png", post(t, "/v1/remove-background", map[string]string{"model": "u2netp"}, c, false)
+			// u2netp is the slow one: its answers are computed once for
+			// every server of the test binary (they load the same model).
+			name := stem(c.name) + ".png"
+			cutoutsMu.Lock()
+			defer cutoutsMu.Unlock()
+			if cutouts[name] == nil {
+				cutouts[name] = post(t, "/v1/remove-background", map[string]string{"model": "u2netp"}, c, false)
+			}
+			return name, cutouts[name]
 		}},
 		{"remove-watermark", nil, func(t *testing.T, srv *testServer, c jobCase) (string, []byte) {
 			if c.boxes != "" {
