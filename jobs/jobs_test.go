@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -269,5 +270,41 @@ func TestIDsAreUnguessable(t *testing.T) {
 	}
 	if validID("../../etc") || validID(strings.Repeat("g", 32)) {
 		t.Fatal("validID takes what newID never makes")
+	}
+}
+
+// While interactive work is in flight, one item runs at a time; when it
+// is not, every worker runs one.
+func TestItemsMakeWayForInteractiveWork(t *testing.T) {
+	for _, busy := range []bool{true, false} {
+		mem := NewMemory(time.Minute, 1<<20, nil)
+		var mu sync.Mutex
+		running, most := 0, 0
+		run := func(ctx context.Context, w Work) (Output, error) {
+			mu.Lock()
+			running++
+			most = max(most, running)
+			mu.Unlock()
+			time.Sleep(50 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return upper(ctx, w)
+		}
+		m := NewManager(Options{Backend: mem, Run: run, TTL: time.Minute, Workers: 4, Busy: func() bool { return busy }})
+		inputs := make([]Input, 12)
+		for i := range inputs {
+			inputs[i] = Input{Name: fmt.Sprint(i), Image: []byte("x")}
+		}
+		st, err := m.Submit(context.Background(), Spec{Task: TaskCaption}, inputs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFinished(t, m, st.ID)
+		m.Close()
+		mem.Close()
+		if want := map[bool]int{true: 1, false: 4}[busy]; most != want {
+			t.Errorf("busy=%v: %d items ran at once, want %d", busy, most, want)
+		}
 	}
 }

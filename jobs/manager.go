@@ -26,8 +26,12 @@ type Options struct {
 	// the cores, enough to keep every model instance fed while others
 	// decode and encode.
 	Workers int
-	Logger  *slog.Logger
-	Clock   Clock
+	// Busy tells whether interactive work is in flight: while it is, one
+	// item runs at a time instead of Workers, so that a job takes the
+	// cores single requests would need only when they are idle. nil: never.
+	Busy   func() bool
+	Logger *slog.Logger
+	Clock  Clock
 }
 
 // Manager accepts jobs and runs their items on its workers.
@@ -36,6 +40,8 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ran    atomic.Int64
+	// running counts the items being run.
+	running atomic.Int64
 }
 
 // ItemsRun counts the items this process's workers have finished.
@@ -51,6 +57,9 @@ func NewManager(o Options) *Manager {
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
+	}
+	if o.Busy == nil {
+		o.Busy = func() bool { return false }
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{o: o, cancel: cancel}
@@ -147,8 +156,12 @@ func (m *Manager) work(ctx context.Context) {
 			}
 			continue
 		}
+		if !m.enter(ctx) {
+			return
+		}
 		start := time.Now()
 		out, err := m.run(ctx, w)
+		m.running.Add(-1)
 		if ctx.Err() != nil {
 			// Shutting down: the item stays unfinished (Redis hands it to
 			// another replica).
@@ -167,6 +180,25 @@ func (m *Manager) work(ctx context.Context) {
 		case st.Finished() && st.FinishedAt != nil:
 			m.o.Logger.Info("job finished", "job", w.Job, "items", st.Items, "failed", st.Failed,
 				"ms", st.FinishedAt.Sub(st.CreatedAt).Milliseconds(), "last_item_ms", time.Since(start).Milliseconds())
+		}
+	}
+}
+
+// enter waits for the right to run an item: at once while no
+// interactive work is in flight, else when no other item runs. It is
+// false when ctx ends first.
+func (m *Manager) enter(ctx context.Context) bool {
+	for {
+		if n := m.running.Load(); !m.o.Busy() || n == 0 {
+			if m.running.CompareAndSwap(n, n+1) {
+				return true
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -32,12 +32,12 @@ import (
 // for byte), at the scheduler's background priority.
 func init() {
 	addFeature(
-		Feature{Method: "POST", Pattern: "/v1/jobs", Handle: (*Server).createJob},
-		Feature{Method: "GET", Pattern: "/v1/jobs/{id}", Handle: (*Server).jobStatus},
-		Feature{Method: "DELETE", Pattern: "/v1/jobs/{id}", Handle: (*Server).deleteJob},
-		Feature{Method: "GET", Pattern: "/v1/jobs/{id}/events", Handle: (*Server).jobEvents},
-		Feature{Method: "GET", Pattern: "/v1/jobs/{id}/results", Handle: (*Server).jobResults},
-		Feature{Method: "GET", Pattern: "/v1/jobs/{id}/items/{name}", Handle: (*Server).jobItem},
+		Feature{Method: "POST", Pattern: "/v1/jobs", Background: true, Handle: (*Server).createJob},
+		Feature{Method: "GET", Pattern: "/v1/jobs/{id}", Background: true, Handle: (*Server).jobStatus},
+		Feature{Method: "DELETE", Pattern: "/v1/jobs/{id}", Background: true, Handle: (*Server).deleteJob},
+		Feature{Method: "GET", Pattern: "/v1/jobs/{id}/events", Background: true, Handle: (*Server).jobEvents},
+		Feature{Method: "GET", Pattern: "/v1/jobs/{id}/results", Background: true, Handle: (*Server).jobResults},
+		Feature{Method: "GET", Pattern: "/v1/jobs/{id}/items/{name}", Background: true, Handle: (*Server).jobItem},
 	)
 }
 
@@ -101,7 +101,7 @@ func (s *Server) startJobs() {
 			b = s.ownBackend
 		}
 		s.jobs = jobs.NewManager(jobs.Options{Backend: b, Run: s.runJobItem, TTL: o.TTL, Workers: o.Workers,
-			Logger: s.opts.Logger, Clock: o.Clock})
+			Busy: func() bool { return s.interactive.Load() > 0 }, Logger: s.opts.Logger, Clock: o.Clock})
 	})
 }
 

@@ -108,6 +108,9 @@ type Server struct {
 	jobs       *jobs.Manager
 	ownBackend *jobs.Memory
 	jobsOnce   sync.Once
+	// interactive counts the requests in flight that job items make way
+	// for: every admitted request but probes and the jobs API's own.
+	interactive atomic.Int64
 }
 
 // New builds a server; Serve starts it.
@@ -348,6 +351,10 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, r route, p routeParams, t *admi
 	if !r.Probe {
 		defer watchDisconnect(ctx.Conn(), cancel)()
 	}
+	if !r.Probe && !r.Background {
+		s.interactive.Add(1)
+		defer s.interactive.Add(-1)
+	}
 	ctx.SetUserValue(requestContextKey{}, rctx)
 	ctx.SetUserValue(requestStateKey{}, st)
 	defer func() {
@@ -515,11 +522,17 @@ func (s *Server) admit(ctx context.Context, authorization, id, route string, acc
 		}
 	}
 	s.inflight.Add(1)
+	if !probe {
+		s.interactive.Add(1)
+	}
 	rctx, cancel := context.WithTimeout(admission.WithTicket(ctx, t), s.opts.RequestTimeout)
 	return rctx, func() {
 		cancel()
 		t.Done()
 		s.inflight.Add(-1)
+		if !probe {
+			s.interactive.Add(-1)
+		}
 	}, nil
 }
 
