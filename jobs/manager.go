@@ -26,9 +26,10 @@ type Options struct {
 	// the cores, enough to keep every model instance fed while others
 	// decode and encode.
 	Workers int
-	// Busy tells whether interactive work is in flight: while it is, one
-	// item runs at a time instead of Workers, so that a job takes the
-	// cores single requests would need only when they are idle. nil: never.
+	// Busy tells whether interactive work is in flight: while it is, items
+	// wait for it to end (or a second, and then run one at a time), so
+	// that a job takes the cores single requests would need only when
+	// they are idle. nil: never.
 	Busy   func() bool
 	Logger *slog.Logger
 	Clock  Clock
@@ -184,12 +185,16 @@ func (m *Manager) work(ctx context.Context) {
 	}
 }
 
-// enter waits for the right to run an item: at once while no
-// interactive work is in flight, else when no other item runs. It is
-// false when ctx ends first.
+// enter waits for the right to run an item. While no interactive work is
+// in flight every worker runs one; while some is, an item waits for it to
+// end, or after maxYield starts anyway if no other item runs: a job takes
+// the cores single requests need only when they are idle, yet always
+// makes progress. It is false when ctx ends first.
 func (m *Manager) enter(ctx context.Context) bool {
+	start := time.Now()
 	for {
-		if n := m.running.Load(); !m.o.Busy() || n == 0 {
+		n := m.running.Load()
+		if !m.o.Busy() || (n == 0 && time.Since(start) >= maxYield) {
 			if m.running.CompareAndSwap(n, n+1) {
 				return true
 			}
@@ -202,6 +207,9 @@ func (m *Manager) enter(ctx context.Context) bool {
 		}
 	}
 }
+
+// maxYield is the longest an item waits for interactive work to end.
+const maxYield = time.Second
 
 // run runs an item, waiting and trying again while the server refuses it
 // for now: job items wait for capacity, they are never shed.
