@@ -249,13 +249,29 @@ func (s *Scheduler) expectedWait() time.Duration {
 }
 
 // CheckLoad tells whether a request with ctx's deadline would be refused
-// now for the expected wait (ErrOverloaded, as a *RetryError), without
-// queueing anything. Callers use it before costly preprocessing; Submit
-// checks again.
+// now, for a full queue (ErrQueueFull) or for the expected wait
+// (ErrOverloaded), as a *RetryError, without queueing anything. Callers
+// use it before costly preprocessing; Submit checks again.
 func (s *Scheduler) CheckLoad(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkFull(); err != nil {
+		return err
+	}
 	return s.shed(ctx)
+}
+
+// checkFull refuses a request when the queue holds MaxQueueSize live
+// requests. Called with mu held.
+func (s *Scheduler) checkFull() error {
+	if len(s.queue) >= s.cfg.MaxQueueSize {
+		s.dropEnded()
+	}
+	if len(s.queue) >= s.cfg.MaxQueueSize {
+		// One slot frees when the oldest batch ahead starts.
+		return &RetryError{Err: ErrQueueFull, After: s.service / time.Duration(s.cfg.Instances), msg: "model queue is full"}
+	}
+	return nil
 }
 
 // shed refuses a request whose expected wait exceeds the budget, or whose
@@ -333,12 +349,8 @@ func (s *Scheduler) enqueue(r *request) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if len(s.queue) >= s.cfg.MaxQueueSize {
-		s.dropEnded()
-	}
-	if len(s.queue) >= s.cfg.MaxQueueSize {
-		// One slot frees when the oldest batch ahead starts.
-		return &RetryError{Err: ErrQueueFull, After: s.service / time.Duration(s.cfg.Instances), msg: "model queue is full"}
+	if err := s.checkFull(); err != nil {
+		return err
 	}
 	if err := s.shed(r.ctx); err != nil {
 		return err

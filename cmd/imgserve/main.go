@@ -79,7 +79,6 @@ type options struct {
 	indexMemoryMiB int64
 	compactMiB     int64
 	alphaMiB       int
-	alphaQueue     int
 
 	apiKeys         string
 	metricsOpen     bool
@@ -144,8 +143,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.indexLimits.MaxItems, "index-max-items", 10_000_000, "most items in one collection (0: no limit; 409 past it)")
 	fs.Int64Var(&o.compactMiB, "index-compact-mib", index.CompactBytes>>20, "with --index-snapshot: compact the log into a new snapshot once it reaches this size (and the snapshot's)")
 	fs.Int64Var(&o.indexMemoryMiB, "index-max-memory", 8192, "most MiB of vectors, graphs, ids and metadata held in process (0: no limit; 409 past it)")
-	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB that alpha mattings in flight may use together (413 for one needing more)")
-	fs.IntVar(&o.alphaQueue, "alpha-matting-queue", matting.DefaultAlphaLimits.MaxWaiting, "alpha mattings that may wait for memory (429 beyond)")
+	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB one alpha matting may use (413 above); it reserves them from --memory-budget like any other work")
 	fs.StringVar(&o.apiKeys, "api-keys", "", "file of accepted API keys as SHA-256 hex, one per line (printf %s \"$KEY\" | sha256sum); when set, every route but the health probes needs Authorization: Bearer <key> (gRPC: authorization metadata)")
 	fs.BoolVar(&o.metricsOpen, "metrics-open", false, "with --api-keys, serve /metrics without a key")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) for HTTPS and gRPC over TLS; with --tls-key")
@@ -317,7 +315,7 @@ func serve(o options, log *slog.Logger) error {
 		RequestTimeout: o.requestTimeout,
 		Version:        version,
 		Index:          store,
-		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20, MaxWaiting: o.alphaQueue},
+		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20},
 		Admission:      admission.New(admission.Limits{MaxInFlight: o.maxInFlight, MemoryBudget: o.memoryBudget}),
 		Keys:           keys,
 		MetricsOpen:    o.metricsOpen,
