@@ -187,7 +187,10 @@ function compare(id, beforeURL, afterURL, afterLabel, afterClass) {
   };
   slider.addEventListener("input", set);
   set();
-  box.append(before, after, divider, l, r, slider);
+  const stage = document.createElement("div");
+  stage.className = "stage";
+  stage.append(before, after, divider, l, r);
+  box.append(stage, slider);
   return { before, after, slider };
 }
 
