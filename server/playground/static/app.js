@@ -207,9 +207,11 @@ async function loadModels() {
     for (const m of modelList) {
       const tr = document.createElement("tr");
       const cells = [m.name, m.task, m.status, m.status === "ready" ? "" : m.reason || ""];
+      const labels = ["Model", "Task", "State", "Why unavailable"];
       cells.forEach((c, i) => {
         const td = document.createElement(i === 0 ? "th" : "td");
         if (i === 0) td.scope = "row";
+        td.dataset.label = labels[i];
         td.textContent = c;
         if (i === 2) td.className = "state-" + m.status;
         if (i === 3) td.className = "reason";
