@@ -332,6 +332,34 @@ func TestOpenAPIValidatesResponses(t *testing.T) {
 	}
 }
 
+// TestOpenAPIValidatesRefusals validates what a server that requires API
+// keys answers without one, and that the page, the document and the health
+// probes stay open.
+func TestOpenAPIValidatesRefusals(t *testing.T) {
+	doc := loadOpenAPI(t)
+	srv := startServer(t, plainAffineConfig, testmodels.Dir(), func(o *Options) {
+		o.Keys = keyFile(t, "secret")
+		o.Playground = true
+	})
+	infer := []byte(`{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}`)
+	for _, c := range []apiCase{
+		{"GET", "/v1/models", "/v1/models", "", nil, 401},
+		{"GET", "/metrics", "/metrics", "", nil, 401},
+		{"POST", "/api/remove", "/api/remove", "image/png", testPNG(8, 8), 401},
+		{"POST", "/v1/caption", "/v1/caption", "image/png", testPNG(8, 8), 401},
+		{"GET", "/v2", "/v2", "", nil, 401},
+		{"POST", "/v2/models/{m}/infer", "/v2/models/affine/infer", "application/json", infer, 401},
+		{"GET", "/", "/", "", nil, 200},
+		{"GET", "/playground/{file}", "/playground/app.js", "", nil, 200},
+		{"GET", "/openapi.json", "/openapi.json", "", nil, 200},
+		{"GET", "/v2/health/live", "/v2/health/live", "", nil, 200},
+	} {
+		if !validateCase(t, doc, srv.URL, c) {
+			t.Errorf("%s %s %d failed", c.method, c.path, c.want)
+		}
+	}
+}
+
 // validateCase sends one request and validates it and its response; it
 // reports whether both held.
 func validateCase(t *testing.T, doc *openapi3.T, base string, c apiCase) bool {

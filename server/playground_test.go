@@ -326,6 +326,11 @@ func TestPlaygroundInBrowser(t *testing.T) {
 		if len(ids) != 3 || !strings.HasPrefix(ids[0], "cloth-1 score 1.0000") {
 			t.Errorf("search by cloth-1.jpg: %q, want cloth-1 first with score 1", ids)
 		}
+		var stages []string
+		browse(t, ctx, "timing", eval(&stages, `[...document.querySelectorAll("#cs-timing li")].map((li) => li.textContent.split(" ")[0])`))
+		if !slices.Equal(stages, []string{"embed", "search"}) {
+			t.Errorf("search's Server-Timing stages: %q", stages)
+		}
 		screenshots(t, ctx, shots, "search")
 		browse(t, ctx, "search by text",
 			chromedp.Click(css(`#cs-by-text`)),
@@ -393,6 +398,39 @@ func TestPlaygroundInBrowser(t *testing.T) {
 	})
 
 	t.Run("models screenshots", func(t *testing.T) { screenshots(t, ctx, shots, "models") })
+
+	// A server that requires keys: the page still loads, shows the 401's
+	// message, and works once the key is typed in. (Another tab, whose
+	// requests go to that server's origin, outside the log below.)
+	t.Run("API key", func(t *testing.T) {
+		keyed := startServer(t, plainAffineConfig, testmodels.Dir(), func(o *Options) {
+			o.Keys = keyFile(t, "secret")
+			o.Playground = true
+		})
+		tab, closeTab := chromedp.NewContext(ctx)
+		defer closeTab()
+		var msg string
+		var rows int
+		var hidden bool
+		browse(t, tab, "without the key",
+			chromedp.Navigate(keyed.URL+"/"),
+			chromedp.WaitVisible(css(`#models-error`)),
+			into(&msg, chromedp.Text(css(`#models-error`))),
+		)
+		if !strings.HasPrefix(msg, "401 Unauthorized: an API key is required") {
+			t.Errorf("without the key the models panel says %q", msg)
+		}
+		browse(t, tab, "with the key",
+			chromedp.SendKeys(css(`#api-key`), "secret"),
+			chromedp.Click(css(`#models-refresh`)),
+			chromedp.WaitVisible(css(`#models-table tbody tr`)),
+			eval(&rows, `document.querySelectorAll("#models-table tbody tr").length`),
+			eval(&hidden, `document.getElementById("models-error").hidden`),
+		)
+		if rows != 1 || !hidden {
+			t.Errorf("with the key: %d rows, error hidden: %v", rows, hidden)
+		}
+	})
 
 	// What the page did, all along.
 	var violations []string

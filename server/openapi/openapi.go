@@ -45,19 +45,15 @@ func jsonValue(v any) (any, error) {
 		}
 		return out, nil
 	case map[any]any:
-		out := make(map[string]any, len(v))
+		m := make(map[string]any, len(v))
 		for k, x := range v {
 			ks, ok := k.(string)
 			if !ok {
 				return nil, fmt.Errorf("key %v is not a string: quote it", k)
 			}
-			y, err := jsonValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[ks] = y
+			m[ks] = x
 		}
-		return out, nil
+		return jsonValue(m)
 	case []any:
 		out := make([]any, len(v))
 		for i, x := range v {
