@@ -72,6 +72,9 @@ type Options struct {
 	HeaderTimeout, BodyTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxConnections bounds open connections; past it new ones get 503.
 	MaxConnections int
+	// Playground serves the web page at / that tries each capability
+	// through the API; off, / answers 404.
+	Playground bool
 }
 
 // Defaults of Options' limits.

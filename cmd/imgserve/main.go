@@ -50,7 +50,9 @@ missing.
 Endpoints: KServe v2 under /v2 (and over gRPC on --grpc-addr), the task API
 under /v1 (OpenAI's /v1/images/generations and /v1/images/edits among it),
 rembg's /api/remove, IOPaint's /api/v1/inpaint, GET /v1/models and GET
-/metrics. See README.md.
+/metrics. GET /openapi.json describes every route (OpenAPI 3.1); GET / is
+a playground page that tries each model in a browser (--playground=false
+turns it off). See README.md.
 
 Every request, HTTP or gRPC, passes one front door: API keys (--api-keys),
 a bound on requests in flight (--max-inflight) and a memory budget they
@@ -89,6 +91,7 @@ type options struct {
 	writeTimeout    time.Duration
 	idleTimeout     time.Duration
 	maxConnections  int
+	playground      bool
 	maxInFlight     int
 	memoryBudget    int64
 	queueWait       time.Duration
@@ -156,6 +159,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "open connections at most; past it new ones get 503")
 	fs.IntVar(&o.maxInFlight, "max-inflight", admission.DefaultMaxInFlight, "requests admitted at once, HTTP and gRPC together; past it 429")
 	fs.Var(sizeFlag{&o.memoryBudget}, "memory-budget", "memory admitted requests may reserve together (bodies, decoded images, tensors), such as 2GiB; past it 429 (default a quarter of the machine's or cgroup's memory)")
+	fs.BoolVar(&o.playground, "playground", true, "serve the playground page at / (try each model in a browser); --playground=false turns it off")
 	fs.DurationVar(&o.queueWait, "queue-wait-budget", 5*time.Second, "load shedding: refuse a request (429) whose expected wait in its model's queue exceeds this or its deadline; 0 turns shedding off (a model's batching.max_queue_wait overrides it)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -326,6 +330,7 @@ func serve(o options, log *slog.Logger) error {
 		WriteTimeout:   o.writeTimeout,
 		IdleTimeout:    o.idleTimeout,
 		MaxConnections: o.maxConnections,
+		Playground:     o.playground,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
