@@ -259,13 +259,30 @@ func (s *Scheduler) expectedWait(p Priority) time.Duration {
 }
 
 // CheckLoad tells whether a request with ctx's deadline would be refused
-// now for the expected wait (ErrOverloaded, as a *RetryError), without
-// queueing anything. Callers use it before costly preprocessing; Submit
-// checks again.
+// now, for a full queue (ErrQueueFull) or for the expected wait
+// (ErrOverloaded), as a *RetryError, without queueing anything. Callers
+// use it before costly preprocessing; Submit checks again.
 func (s *Scheduler) CheckLoad(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.checkFull(PriorityOf(ctx)); err != nil {
+		return err
+	}
 	return s.shed(ctx)
+}
+
+// checkFull refuses a request of priority p when MaxQueueSize live
+// requests would be ahead of it: a background backlog does not fill the
+// queue for interactive requests. Called with mu held.
+func (s *Scheduler) checkFull(p Priority) error {
+	if s.queued(p) >= s.cfg.MaxQueueSize {
+		s.dropEnded()
+	}
+	if s.queued(p) >= s.cfg.MaxQueueSize {
+		// One slot frees when the oldest batch ahead starts.
+		return &RetryError{Err: ErrQueueFull, After: s.service / time.Duration(s.cfg.Instances), msg: "model queue is full"}
+	}
+	return nil
 }
 
 // shed refuses a request whose expected wait exceeds the budget, or whose
@@ -346,14 +363,8 @@ func (s *Scheduler) enqueue(r *request) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if s.queued(r.prio) >= s.cfg.MaxQueueSize {
-		s.dropEnded()
-	}
-	// A background backlog does not fill the queue for interactive
-	// requests: they count only what would be ahead of them.
-	if s.queued(r.prio) >= s.cfg.MaxQueueSize {
-		// One slot frees when the oldest batch ahead starts.
-		return &RetryError{Err: ErrQueueFull, After: s.service / time.Duration(s.cfg.Instances), msg: "model queue is full"}
+	if err := s.checkFull(r.prio); err != nil {
+		return err
 	}
 	if err := s.shed(r.ctx); err != nil {
 		return err

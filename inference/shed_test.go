@@ -125,6 +125,10 @@ func TestFullQueueSaysWhenToRetry(t *testing.T) {
 	if !errors.Is(err, ErrQueueFull) || !errors.As(err, &re) {
 		t.Fatalf("got %v, want ErrQueueFull with a retry time", err)
 	}
+	// CheckLoad, which pipelines ask before decoding, says so too.
+	if err := s.CheckLoad(context.Background()); !errors.Is(err, ErrQueueFull) || !errors.As(err, &re) {
+		t.Fatalf("CheckLoad with a full queue: %v, want ErrQueueFull", err)
+	}
 	g.open()
 	wg.Wait()
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -716,17 +717,20 @@ func (s *Server) putItem(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, err)
 		return
 	}
+	start := time.Now()
 	vec, err := s.vector(requestContext(ctx), q)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
+	embedded := time.Since(start)
 	rctx := requestContext(ctx)
 	info, err := s.opts.Index.Upsert(rctx, name, index.Item{ID: id, Vector: vec, Metadata: q.metadata})
 	if err != nil {
 		writeError(ctx, clipError(err))
 		return
 	}
+	ctx.Response.Header.Set("Server-Timing", fmt.Sprintf("embed;dur=%.2f, store;dur=%.2f", msf(embedded), msf(time.Since(start)-embedded)))
 	writeJSON(ctx, http.StatusOK, map[string]any{"collection": name, "id": id, "dimension": info.Dimension, "count": info.Count})
 }
 
@@ -760,16 +764,19 @@ func (s *Server) searchCollection(ctx *fasthttp.RequestCtx, p routeParams) {
 		writeError(ctx, err)
 		return
 	}
+	start := time.Now()
 	vec, err := s.vector(requestContext(ctx), q)
 	if err != nil {
 		writeError(ctx, err)
 		return
 	}
+	embedded := time.Since(start)
 	hits, err := s.opts.Index.Search(rctx, name, vec, q.k, q.search)
 	if err != nil {
 		writeError(ctx, collectionError(name, err))
 		return
 	}
+	ctx.Response.Header.Set("Server-Timing", fmt.Sprintf("embed;dur=%.2f, search;dur=%.2f", msf(embedded), msf(time.Since(start)-embedded)))
 	if hits == nil {
 		hits = []index.Hit{}
 	}

@@ -78,8 +78,6 @@ func classify(err error) *apiError {
 		return newError(http.StatusBadRequest, "bad_request", err.Error())
 	case errors.Is(err, inference.ErrQueueFull):
 		return &apiError{status: http.StatusTooManyRequests, code: "queue_full", msg: "model queue is full; retry later", retryAfter: after}
-	case errors.Is(err, matting.ErrAlphaBusy):
-		return newError(http.StatusTooManyRequests, "queue_full", "too many alpha mattings are waiting for memory; retry later")
 	case errors.Is(err, matting.ErrAlphaTooLarge):
 		return newError(http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.Is(err, matting.ErrBadParameter), errors.Is(err, matting.ErrRefusedModel):

@@ -3,15 +3,19 @@ package server
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"image"
 	"net"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/imgserve/imgserve/internal/testmodels"
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // hostileConfig serves a sequence model (the CLIP text tower's signature,
@@ -190,6 +194,18 @@ func TestWorkLimits(t *testing.T) {
 		t.Errorf("257 boxes: %d %s", code, resp)
 	}
 
+	// 5000 boxes on a 40 MP PNG: refused before the image is decoded (it
+	// ends after its header, so a decode would have answered 422).
+	boxes = make([][4]int, 5000)
+	for i := range boxes {
+		boxes[i] = [4]int{0, 0, 8000, 5000}
+	}
+	body, ct = multipartBody(t, "image", pngPromise(8000, 5000), map[string]string{"boxes": string(mustJSON(t, boxes))})
+	code, _, resp = do(t, "POST", srv.URL+"/v1/remove-watermark", map[string]string{"Content-Type": ct}, body)
+	if code != 400 || !strings.Contains(string(resp), "5000 boxes; the limit is 256") {
+		t.Errorf("5000 boxes on 40 MP: %d %s", code, resp)
+	}
+
 	// A mask of the wrong size is refused from its header: this one ends
 	// there, so a decode would have answered 422.
 	inpaintBody := mustJSON(t, map[string]string{"image": b64(img), "mask": b64(pngPromise(32, 32))})
@@ -218,4 +234,155 @@ func TestEmbeddingsAreNever500ForAnImage(t *testing.T) {
 
 func b64(b []byte) string {
 	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b)
+}
+
+// losslessWebP is a valid lossless WebP of w x h opaque black pixels in
+// 30 bytes: every prefix code has a single symbol, so no pixel costs a
+// bit (the WebP lossless bitstream specification, section 3).
+func losslessWebP(w, h int) []byte {
+	var bits []bool
+	put := func(v uint32, n int) {
+		for i := range n {
+			bits = append(bits, v>>i&1 == 1)
+		}
+	}
+	put(uint32(w-1), 14)
+	put(uint32(h-1), 14)
+	put(0, 1) // alpha_is_used
+	put(0, 3) // version
+	put(0, 1) // no transform
+	put(0, 1) // no colour cache
+	put(0, 1) // no meta prefix codes
+	// The five prefix codes: green, red, blue, alpha, distance.
+	for code := range 5 {
+		put(1, 1) // a simple code
+		put(0, 1) // of one symbol
+		if code == 3 {
+			put(1, 1) // an 8-bit symbol: alpha 255
+			put(255, 8)
+		} else {
+			put(0, 1) // a 1-bit symbol: 0
+			put(0, 1)
+		}
+	}
+	data := []byte{0x2f} // the VP8L signature
+	for i := 0; i < len(bits); i += 8 {
+		var b byte
+		for j := 0; j < 8 && i+j < len(bits); j++ {
+			if bits[i+j] {
+				b |= 1 << j
+			}
+		}
+		data = append(data, b)
+	}
+	chunk := binary.LittleEndian.AppendUint32([]byte("VP8L"), uint32(len(data)))
+	chunk = append(chunk, data...)
+	if len(data)%2 == 1 {
+		chunk = append(chunk, 0) // RIFF chunks are padded to even sizes
+	}
+	out := binary.LittleEndian.AppendUint32([]byte("RIFF"), uint32(4+len(chunk)))
+	return append(append(out, "WEBP"...), chunk...)
+}
+
+// A 30-byte WebP that decodes to 40 MP: eight at once are refused from
+// the header when one could never fit the memory budget (413, nothing
+// decoded), and when one fits, it is decoded and answered while the
+// others get 429 at once instead of decoding beside it. (Under the race
+// detector, which decodes 40 MP in minutes, the second half uses 2.5 MP.)
+func TestTinyWebPDecodingToManyPixels(t *testing.T) {
+	const images = 8
+	webp := losslessWebP(8000, 5000)
+	if len(webp) != 30 {
+		t.Fatalf("the WebP has %d bytes", len(webp))
+	}
+	post := func(srv *testServer, img []byte) (int, http.Header, string) {
+		code, h, body := do(t, "POST", srv.URL+"/v1/embeddings?model=clip-vit-b32", map[string]string{"Content-Type": "image/webp"}, img)
+		return code, h, string(body)
+	}
+	concurrently := func(srv *testServer, img []byte, check func(code int, h http.Header, body string)) {
+		var wg sync.WaitGroup
+		for range images - 1 {
+			wg.Go(func() { check(post(srv, img)) })
+		}
+		wg.Wait()
+	}
+	cost := func(w, h int64) int64 { return int64(float64(4*w*h) * resizeCopies) }
+
+	small := startServer(t, hostileConfig, testmodels.Dir(), func(o *Options) {
+		o.Admission = admission.New(admission.Limits{MemoryBudget: cost(8000, 5000) - 1})
+	})
+	concurrently(small, webp, func(code int, _ http.Header, body string) {
+		if code != 413 || !strings.Contains(body, "too_costly") {
+			t.Errorf("40 MP over a budget it cannot fit: %d %.300s", code, body)
+		}
+	})
+	if st := small.Server.Admission().Stats(); st.RefusedTooCostly != images-1 {
+		t.Fatalf("refusals: %+v", st)
+	}
+
+	w, h := int64(8000), int64(5000)
+	if raceEnabled {
+		w, h = 2000, 1250
+		webp = losslessWebP(int(w), int(h))
+	}
+	srv := startServer(t, hostileConfig, testmodels.Dir(), func(o *Options) {
+		o.Admission = admission.New(admission.Limits{MemoryBudget: cost(w, h) * 3 / 2})
+	})
+	first := make(chan int, 1)
+	go func() {
+		code, _, body := post(srv, webp)
+		if code != 200 {
+			t.Errorf("the admitted image: %d %.300s", code, body)
+		}
+		first <- code
+	}()
+	waitUntil(t, "the first image to reserve its memory", func() bool { return srv.Server.Admission().Stats().Reserved >= cost(w, h) })
+	concurrently(srv, webp, func(code int, hdr http.Header, body string) {
+		if code != 429 || hdr.Get("Retry-After") == "" || !strings.Contains(body, "busy") {
+			t.Errorf("beside an image being decoded: %d %v %.300s", code, hdr, body)
+		}
+	})
+	<-first
+	if st := srv.Server.Admission().Stats(); st.Reserved != 0 || st.RefusedOverBudget != images-1 {
+		t.Fatalf("admission after the requests: %+v", st)
+	}
+}
+
+// sdWaitingForCompany is imagesConfig with a UNet queue of one request,
+// which waits ten minutes for a second to batch with.
+var sdWaitingForCompany = strings.Replace(imagesConfig, "batching: {max_batch_size: 2, max_queue_delay: 1m}",
+	"batching: {max_batch_size: 2, max_queue_delay: 10m, max_queue_size: 1}", 1)
+
+// A model whose queue is full refuses an upload before decoding it: the
+// image here ends after its header, so a decode would have answered 422.
+func TestFullQueueRefusesBeforeDecoding(t *testing.T) {
+	if sdWaitingForCompany == imagesConfig {
+		t.Fatal("the configuration did not change")
+	}
+	srv := startServer(t, sdWaitingForCompany, testmodels.Dir())
+	m, _ := srv.Registry.Get("sd")
+	sched := m.State().Scheduler
+	// A generation that waits in the UNet's queue for company it will not
+	// get.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := `{"model": "sd", "prompt": "a cat"}`
+	fmt.Fprintf(conn, "POST /v1/images/generations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(gen), gen)
+	waitUntil(t, "a full queue", func() bool { return sched.Pending() == 1 })
+
+	edit := func() (int, http.Header, string) {
+		ct, body := editForm(t, pngPromise(512, 512), nil, map[string]string{"model": "sd", "prompt": "a dog"})
+		code, h, resp := do(t, "POST", srv.URL+"/v1/images/edits", map[string]string{"Content-Type": ct}, body)
+		return code, h, string(resp)
+	}
+	if code, h, body := edit(); code != 429 || h.Get("Retry-After") == "" || !strings.Contains(body, "queue_full") {
+		t.Fatalf("with a full queue: %d %v %s", code, h, body)
+	}
+	conn.Close() // its client gone, the waiting request leaves the queue
+	waitUntil(t, "the queue to empty", func() bool { return sched.Pending() == 0 })
+	if code, _, body := edit(); code != 422 {
+		t.Fatalf("with room in the queue the image is decoded (and found truncated): %d %s", code, body)
+	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/imgserve/imgserve/models/diffusion"
 	"github.com/imgserve/imgserve/preprocess"
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // OpenAI's Images API, served by the diffusion pipelines. Every image
@@ -297,6 +298,12 @@ func (s *Server) generateImages(ctx *fasthttp.RequestCtx, req *imageRequest) {
 		return
 	}
 	rctx := requestContext(ctx)
+	// A UNet whose queue would make this request wait past the shedding
+	// budget refuses it before its uploads are decoded.
+	if err := s.checkLoad(rctx, name); err != nil {
+		writeError(ctx, err)
+		return
+	}
 	start := time.Now()
 	if req.image != nil {
 		img, _, err := s.decodeImage(rctx, req.image, resizeCopies)
@@ -315,9 +322,14 @@ func (s *Server) generateImages(ctx *fasthttp.RequestCtx, req *imageRequest) {
 		}
 	}
 	decoded := time.Since(start)
-	// Refuse what the pipeline would refuse before any compute, so a
-	// stream starts only for a request that can run.
-	if err := pipe.Check(&req.gen); err != nil {
+	// Refuse what the pipeline would refuse before any compute, and
+	// reserve the memory of the images it will make, so a stream starts
+	// only for a request that can run.
+	memory, err := pipe.Check(&req.gen)
+	if err == nil {
+		err = admission.Reserve(rctx, memory)
+	}
+	if err != nil {
 		writeError(ctx, imagesError(err))
 		return
 	}

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/imgserve/imgserve/internal/testmodels"
+	"github.com/imgserve/imgserve/server/admission"
 	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
 )
 
@@ -392,6 +393,37 @@ func TestImagesStream(t *testing.T) {
 		[]byte(`{"model": "sd-solo", "prompt": "a cat", "steps": 99, "stream": true}`))
 	if code != 400 || !strings.Contains(string(body), "steps must be") {
 		t.Errorf("bad streamed request: %d %s", code, body)
+	}
+}
+
+// Image generation passes the one admission path: a request reserves the
+// memory of the images it will make before any model runs, so one that
+// could never fit is refused with 413 (a stream too, before it starts),
+// and its UNet's load is checked before its uploads are decoded.
+func TestImagesReserveFromTheMemoryBudget(t *testing.T) {
+	srv := startServer(t, imagesConfig, testmodels.Dir(), func(o *Options) {
+		o.Admission = admission.New(admission.Limits{MemoryBudget: 8 << 20})
+	})
+	unetRuns := func() float64 {
+		return metric(t, srv, "imgserve_inference_request_success_total", `model="sd-solo"`)
+	}
+	for _, stream := range []bool{false, true} {
+		// Four 512x512 images hold some 32 MiB at their peak.
+		code, body := postJSON(t, srv.URL+"/v1/images/generations", map[string]any{
+			"model": "sd-solo", "prompt": "a cat", "n": 4, "size": "512x512", "stream": stream})
+		if code != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), "too_costly") {
+			t.Errorf("stream %v: %d %.300s, want 413 too_costly", stream, code, body)
+		}
+	}
+	if n := unetRuns(); n != 0 {
+		t.Fatalf("the UNet ran %v times for refused requests", n)
+	}
+	if st := srv.Server.Admission().Stats(); st.Reserved != 0 || st.RefusedTooCostly != 2 {
+		t.Fatalf("admission after the refusals: %+v", st)
+	}
+	generateOK(t, srv, map[string]any{"model": "sd-solo", "prompt": "a cat", "size": "64x64"})
+	if n := unetRuns(); n != 1 {
+		t.Fatalf("UNet runs for one 64x64 image: %v", n)
 	}
 }
 

@@ -75,6 +75,9 @@ type Options struct {
 	MaxConnections int
 	// Jobs configure batch jobs (/v1/jobs).
 	Jobs JobOptions
+	// Playground serves the web page at / that tries each capability
+	// through the API; off, / answers 404.
+	Playground bool
 }
 
 // Defaults of Options' limits.

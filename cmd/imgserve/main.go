@@ -51,7 +51,9 @@ missing.
 Endpoints: KServe v2 under /v2 (and over gRPC on --grpc-addr), the task API
 under /v1 (OpenAI's /v1/images/generations and /v1/images/edits among it),
 rembg's /api/remove, IOPaint's /api/v1/inpaint, GET /v1/models and GET
-/metrics. See README.md.
+/metrics. GET /openapi.json describes every route (OpenAPI 3.1); GET / is
+a playground page that tries each model in a browser (--playground=false
+turns it off). See README.md.
 
 Every request, HTTP or gRPC, passes one front door: API keys (--api-keys),
 a bound on requests in flight (--max-inflight) and a memory budget they
@@ -87,7 +89,6 @@ type options struct {
 	indexMemoryMiB int64
 	compactMiB     int64
 	alphaMiB       int
-	alphaQueue     int
 
 	apiKeys         string
 	metricsOpen     bool
@@ -98,6 +99,7 @@ type options struct {
 	writeTimeout    time.Duration
 	idleTimeout     time.Duration
 	maxConnections  int
+	playground      bool
 	maxInFlight     int
 	memoryBudget    int64
 	queueWait       time.Duration
@@ -157,8 +159,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.indexLimits.MaxItems, "index-max-items", 10_000_000, "most items in one collection (0: no limit; 409 past it)")
 	fs.Int64Var(&o.compactMiB, "index-compact-mib", index.CompactBytes>>20, "with --index-snapshot: compact the log into a new snapshot once it reaches this size (and the snapshot's)")
 	fs.Int64Var(&o.indexMemoryMiB, "index-max-memory", 8192, "most MiB of vectors, graphs, ids and metadata held in process (0: no limit; 409 past it)")
-	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB that alpha mattings in flight may use together (413 for one needing more)")
-	fs.IntVar(&o.alphaQueue, "alpha-matting-queue", matting.DefaultAlphaLimits.MaxWaiting, "alpha mattings that may wait for memory (429 beyond)")
+	fs.IntVar(&o.alphaMiB, "alpha-matting-memory", int(matting.DefaultAlphaLimits.MaxBytes>>20), "MiB one alpha matting may use (413 above); it reserves them from --memory-budget like any other work")
 	fs.StringVar(&o.apiKeys, "api-keys", "", "file of accepted API keys as SHA-256 hex, one per line (printf %s \"$KEY\" | sha256sum); when set, every route but the health probes needs Authorization: Bearer <key> (gRPC: authorization metadata)")
 	fs.BoolVar(&o.metricsOpen, "metrics-open", false, "with --api-keys, serve /metrics without a key")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) for HTTPS and gRPC over TLS; with --tls-key")
@@ -171,6 +172,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxConnections, "max-connections", server.DefaultMaxConnections, "open connections at most; past it new ones get 503")
 	fs.IntVar(&o.maxInFlight, "max-inflight", admission.DefaultMaxInFlight, "requests admitted at once, HTTP and gRPC together; past it 429")
 	fs.Var(sizeFlag{&o.memoryBudget}, "memory-budget", "memory admitted requests may reserve together (bodies, decoded images, tensors), such as 2GiB; past it 429 (default a quarter of the machine's or cgroup's memory)")
+	fs.BoolVar(&o.playground, "playground", true, "serve the playground page at / (try each model in a browser); --playground=false turns it off")
 	fs.DurationVar(&o.queueWait, "queue-wait-budget", 5*time.Second, "load shedding: refuse a request (429) whose expected wait in its model's queue exceeds this or its deadline; 0 turns shedding off (a model's batching.max_queue_wait overrides it)")
 	fs.DurationVar(&o.jobTTL, "job-ttl", server.DefaultJobTTL, "how long a batch job and its results are kept after its last change, at most 1h")
 	o.jobsMemory = server.DefaultJobMemory
@@ -356,7 +358,7 @@ func serve(o options, log *slog.Logger) error {
 		RequestTimeout: o.requestTimeout,
 		Version:        version,
 		Index:          store,
-		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20, MaxWaiting: o.alphaQueue},
+		AlphaMatting:   matting.AlphaLimits{MaxBytes: int64(o.alphaMiB) << 20},
 		Admission:      admission.New(admission.Limits{MaxInFlight: o.maxInFlight, MemoryBudget: o.memoryBudget}),
 		Keys:           keys,
 		MetricsOpen:    o.metricsOpen,
@@ -368,6 +370,7 @@ func serve(o options, log *slog.Logger) error {
 		IdleTimeout:    o.idleTimeout,
 		MaxConnections: o.maxConnections,
 		Jobs:           server.JobOptions{Backend: jobStore, TTL: o.jobTTL, Memory: o.jobsMemory, Workers: o.jobWorkers},
+		Playground:     o.playground,
 	})
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

@@ -25,9 +25,19 @@ func TestHelpListsFlags(t *testing.T) {
 	if code := run([]string{"--help"}, &out); code != 0 {
 		t.Fatalf("--help exited %d", code)
 	}
-	for _, flag := range []string{"-addr", "-grpc-addr", "127.0.0.1:8081", "-models-dir", "-ort-lib", "-ort-cuda-lib", "-config", "-device", "auto", "--gpu", "127.0.0.1:8080", "fetch-models.sh"} {
+	for _, flag := range []string{"-addr", "-grpc-addr", "127.0.0.1:8081", "-models-dir", "-ort-lib", "-ort-cuda-lib", "-config", "-device", "auto", "--gpu", "127.0.0.1:8080", "fetch-models.sh", "-playground", "/openapi.json"} {
 		if !strings.Contains(out.String(), flag) {
 			t.Errorf("--help does not mention %s", flag)
+		}
+	}
+}
+
+// TestPlaygroundFlag: the playground is on unless --playground=false.
+func TestPlaygroundFlag(t *testing.T) {
+	for args, want := range map[string]bool{"": true, "--playground=false": false, "--playground": true} {
+		o, err := parseFlags(strings.Fields(args), io.Discard)
+		if err != nil || o.playground != want {
+			t.Errorf("%q: playground %v, %v; want %v", args, o.playground, err, want)
 		}
 	}
 }

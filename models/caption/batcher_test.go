@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/imgserve/imgserve/inference"
+	"github.com/imgserve/imgserve/internal/recovered"
 	"github.com/imgserve/imgserve/internal/testmodels"
 )
 
@@ -269,6 +270,39 @@ func TestDecodeQueueFull(t *testing.T) {
 	if _, err := p.Generate(context.Background(), hidden, Params{}); err != nil {
 		t.Errorf("after the queue drained: %v", err)
 	}
+}
+
+// A panic in a decode step (here the search, which runs inside the step's
+// goroutine) fails the captions of that step with an error and is counted;
+// the process and the batcher live on.
+func TestStepPanicIsRecovered(t *testing.T) {
+	p := defaultPipeline(t)
+	hidden := encode(t, p, testImages[0])
+	before := panicCount("caption.step")
+	bomb := &hooked{search: &greedy{eos: synthEOS, max: 16}, hook: func(n int) {
+		if n == 1 {
+			panic("test: a bug in a step")
+		}
+	}}
+	if _, err := p.dec.generate(context.Background(), hidden, synthEOS, bomb); !errors.Is(err, recovered.ErrPanic) {
+		t.Fatalf("err %v, want a recovered panic", err)
+	}
+	if got := panicCount("caption.step"); got != before+1 {
+		t.Fatalf("caption.step panics counted: %d, want %d", got, before+1)
+	}
+	got, err := p.Generate(context.Background(), hidden, Params{})
+	if want := synthCaption(synthCode(hidden), 16); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("after the panic: %v %v, want %v", got, err, want)
+	}
+}
+
+func panicCount(where string) uint64 {
+	for _, c := range recovered.Counts() {
+		if c.Where == where {
+			return c.N
+		}
+	}
+	return 0
 }
 
 // The cache rows follow their sequences through every regrouping: beams

@@ -339,24 +339,37 @@ func fitArea(w, h, area, maxSide int) (int, int) {
 
 // Check refuses, without running anything, a request that Generate would
 // refuse before its first model run: bad parameters, a blocked prompt, no
-// NSFW check available, no image-to-image for this model.
-func (p *Pipeline) Check(req *Request) error {
-	if _, err := p.plan(req, func() uint32 { return 0 }); err != nil {
-		return err
+// NSFW check available, no image-to-image for this model. For a request
+// it accepts it returns the memory the request's images will hold at
+// their peak, for the caller to reserve (server/admission) before
+// Generate.
+func (p *Pipeline) Check(req *Request) (memory int64, err error) {
+	pl, err := p.plan(req, func() uint32 { return 0 })
+	if err != nil {
+		return 0, err
 	}
 	if err := p.guard.CheckPrompt(req.Prompt); err != nil {
-		return err
+		return 0, err
 	}
 	if _, _, err := p.guard.Which(); err != nil {
-		return err
+		return 0, err
 	}
+	px := int64(pl.width) * int64(pl.height)
 	if req.Image != nil {
 		if st := p.encoder.State(); st.Status != models.StatusReady {
-			return fmt.Errorf("%w: %s is %s: %s", models.ErrNotReady, p.encoder.Config.Name, st.Status, st.Reason)
+			return 0, fmt.Errorf("%w: %s is %s: %s", models.ErrNotReady, p.encoder.Config.Name, st.Status, st.Reason)
 		}
+		// Edits come back at the upload's size.
+		px = max(px, int64(req.Image.Rect.Dx())*int64(req.Image.Rect.Dy()))
 	}
-	return nil
+	return int64(pl.n) * px * bytesPerPixel, nil
 }
+
+// bytesPerPixel is what one generated image holds per pixel at its peak:
+// the VAE decoder's float output (12 bytes), the image (4), a resized or
+// composited edit (4) and the encoded response, PNG and base64 (up to
+// about 10); the latents are 1/64 of the pixels and count for little.
+const bytesPerPixel = 32
 
 // Generate runs one request. The prompt is checked against the blocklist
 // and an uploaded image against the NSFW guard before any compute; every

@@ -4,73 +4,11 @@ import (
 	"context"
 	"errors"
 	"image"
-	"runtime"
 	"testing"
 
 	"github.com/imgserve/imgserve/preprocess/matte"
+	"github.com/imgserve/imgserve/server/admission"
 )
-
-func (b *budget) waiting() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.waiters)
-}
-
-func waitFor(cond func() bool) {
-	for !cond() {
-		runtime.Gosched()
-	}
-}
-
-// TestBudgetQueuesInOrderAndSheds: a request that does not fit waits, in
-// arrival order; past MaxWaiting the next is refused at once; a waiter
-// whose context ends leaves the queue.
-func TestBudgetQueuesInOrderAndSheds(t *testing.T) {
-	b := newBudget(10, 2)
-	ctx := context.Background()
-	if err := b.acquire(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
-	granted := make(chan int64, 2)
-	go func() { b.acquire(ctx, 5); granted <- 5 }()
-	waitFor(func() bool { return b.waiting() == 1 })
-	// 1 fits in what is free, but must queue behind the 5 rather than
-	// overtake it (which would starve large requests).
-	go func() { b.acquire(ctx, 1); granted <- 1 }()
-	waitFor(func() bool { return b.waiting() == 2 })
-	if err := b.acquire(ctx, 1); !errors.Is(err, ErrAlphaBusy) {
-		t.Fatalf("third waiter: %v, want ErrAlphaBusy", err)
-	}
-	b.release(8)
-	got := <-granted + <-granted
-	if got != 6 || b.waiting() != 0 || b.free != 4 {
-		t.Errorf("after the release: granted %d, %d waiting, %d free; want 6, 0, 4", got, b.waiting(), b.free)
-	}
-	b.release(5)
-	b.release(1)
-	if b.free != 10 {
-		t.Errorf("free %d after everything was released, want 10", b.free)
-	}
-
-	if err := b.acquire(ctx, 10); err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error)
-	go func() { done <- b.acquire(cctx, 3) }()
-	waitFor(func() bool { return b.waiting() == 1 })
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Errorf("canceled waiter: %v", err)
-	}
-	if b.waiting() != 0 {
-		t.Error("canceled waiter still queued")
-	}
-	b.release(10)
-	if b.free != 10 {
-		t.Errorf("free %d, want 10", b.free)
-	}
-}
 
 func TestAlphaMatterRefusesWhatCannotFit(t *testing.T) {
 	a := NewAlphaMatter(AlphaLimits{MaxBytes: 1 << 10})
@@ -86,5 +24,40 @@ func TestAlphaMatterRefusesWhatCannotFit(t *testing.T) {
 	}
 	if _, _, err := a.Cutout(context.Background(), img, mask, matte.Options{ForegroundThreshold: 300}); !errors.Is(err, ErrBadParameter) {
 		t.Errorf("af=300: %v, want ErrBadParameter", err)
+	}
+}
+
+// Alpha matting reserves its working memory from the request's admission
+// ticket, the server's one memory budget, and gives it back when done.
+func TestAlphaMattingReservesFromTheMemoryBudget(t *testing.T) {
+	img := image.NewNRGBA(image.Rect(0, 0, 64, 64))
+	mask := image.NewGray(img.Rect)
+	for i := range mask.Pix {
+		if i%64 > 20 {
+			mask.Pix[i] = 255
+		}
+	}
+	_, _, need, err := matte.Plan(mask, matte.Defaults)
+	if err != nil || need <= 0 {
+		t.Fatalf("plan: %d %v", need, err)
+	}
+	a := NewAlphaMatter(AlphaLimits{})
+	for _, c := range []struct {
+		budget int64
+		want   error
+	}{{need - 1, admission.ErrTooCostly}, {need, nil}} {
+		ctl := admission.New(admission.Limits{MemoryBudget: c.budget})
+		ticket, err := ctl.Enter("1", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = a.Cutout(admission.WithTicket(context.Background(), ticket), img, mask, matte.Defaults)
+		if c.want != nil && !errors.Is(err, c.want) || c.want == nil && err != nil && !errors.Is(err, matte.ErrFallback) {
+			t.Errorf("budget %d for %d: %v, want %v", c.budget, need, err, c.want)
+		}
+		if r := ctl.Stats().Reserved; r != 0 {
+			t.Errorf("budget %d: %d bytes still reserved after the cutout", c.budget, r)
+		}
+		ticket.Done()
 	}
 }
