@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/klauspost/compress/zip"
+
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // Limits bound a job's input. The zip ones are checked from the archive's
@@ -77,7 +79,7 @@ func ReadZip(data []byte, l Limits) (images, masks []File, err error) {
 		}
 		total += f.UncompressedSize64
 		if total > uint64(l.MaxBytes) {
-			return nil, nil, tooLarge("the archive's files hold more than %s uncompressed; the limit is %s", size(int64(min(total, 1<<62))), size(l.MaxBytes))
+			return nil, nil, tooLarge("the archive's files hold more than %s uncompressed; the limit is %s", admission.Size(int64(min(total, 1<<62))), admission.Size(l.MaxBytes))
 		}
 		if f.UncompressedSize64 > 1<<20 && f.UncompressedSize64 > uint64(l.MaxRatio)*max(f.CompressedSize64, 1) {
 			return nil, nil, tooLarge("archive entry %q inflates %d times; the limit is %d (a zip bomb?)",

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/imgserve/imgserve/server/admission"
 )
 
 // Tasks a job may run: each is the single-image endpoint of the same name
@@ -135,20 +137,10 @@ type BudgetError struct {
 func (e *BudgetError) Error() string {
 	if e.Full {
 		return fmt.Sprintf("the job needs %s, more than the whole jobs memory budget of %s: split it into smaller jobs",
-			size(e.Need), size(e.Budget))
+			admission.Size(e.Need), admission.Size(e.Budget))
 	}
 	return fmt.Sprintf("the job needs %s and only %s of the jobs memory budget (%s) is free: retry when earlier jobs have expired",
-		size(e.Need), size(e.Free), size(e.Budget))
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	}
-	return fmt.Sprintf("%d KiB", (n+1023)>>10)
+		admission.Size(e.Need), admission.Size(e.Free), admission.Size(e.Budget))
 }
 
 // Clock tells the time and waits; tests use a fake one to prove expiry.

@@ -30,6 +30,7 @@ func main() {
 	model := flag.String("model", "u2netp", "background removal model")
 	conc := flag.String("c", "1,2,4,8", "concurrency levels of the single requests")
 	probes := flag.Int("probes", 30, "single requests, one at a time, for the idle median")
+	throughputOnly := flag.Bool("skip-latency", false, "measure throughput only, not latency while a job runs")
 	flag.Parse()
 	img, err := os.ReadFile(*imagePath)
 	if err != nil {
@@ -64,6 +65,9 @@ func main() {
 	fmt.Printf("job of %d images: %.2f images/s (upload to last item), %.3f of the best single-request throughput (c=%d, %.2f/s before and %.2f/s after the job)\n",
 		*n, job, job/ref, bestC, best, again)
 
+	if *throughputOnly {
+		return
+	}
 	idle := make([]time.Duration, 0, *probes)
 	for range *probes {
 		idle = append(idle, b.single())
