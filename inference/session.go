@@ -47,12 +47,17 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 			return nil, err
 		}
 	}
-	sess, err := r.newORTSession(model, inputs, outputs, so)
+	elastic := so.NarrowThreads > 0 && so.NarrowThreads < so.IntraOpThreads && !r.device.CUDA
+	wide := so
+	if elastic && so.WideSpin && !so.Spin {
+		wide.Spin, wide.stopSpin = true, true
+	}
+	sess, err := r.newORTSession(model, inputs, outputs, wide)
 	if err != nil {
 		return nil, err
 	}
 	s := &Session{rt: r, sess: sess, inputs: inputs, outputs: outputs}
-	if so.NarrowThreads > 0 && so.NarrowThreads < so.IntraOpThreads && !r.device.CUDA {
+	if elastic {
 		so.IntraOpThreads = so.NarrowThreads
 		if s.narrow, err = r.newORTSession(model, inputs, outputs, so); err != nil {
 			sess.Destroy()

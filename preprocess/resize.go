@@ -177,12 +177,14 @@ func ResizeRGB(src *image.NRGBA, w, h int, f Filter) *image.NRGBA {
 	first, n := vc.rows()
 	tmp := getBytes(3 * w * n)
 	defer bytePool.Put(tmp)
-	forBands(n, 3*w*n*hc.ksize, func(lo, hi int) { horizontalRGB(*tmp, src, first, lo, hi, &hc) })
+	rgb := getBytes(3 * w * h)
+	defer bytePool.Put(rgb)
+	kern := resizeKernels
+	forBands(n, 3*w*n*hc.ksize, func(lo, hi int) { kern.hRGB(*tmp, src, first, lo, hi, &hc) })
 	forBands(h, 3*w*h*vc.ksize, func(lo, hi int) {
-		acc := make([]int32, 3*w)
-		row := make([]byte, 3*w)
+		kern.vertical(*rgb, 3*w, 3*w, *tmp, &vc, first, lo, hi)
 		for yy := lo; yy < hi; yy++ {
-			verticalRow(row, *tmp, &vc, yy, first, acc)
+			row := (*rgb)[3*w*yy:][:3*w]
 			d := dst.Pix[yy*dst.Stride:][:4*w]
 			for x := 0; x < w; x++ {
 				p := d[4*x : 4*x+4 : 4*x+4]
@@ -205,14 +207,38 @@ func ResizeGray(src *image.Gray, w, h int, f Filter) *image.Gray {
 	first, n := vc.rows()
 	tmp := getBytes(w * n)
 	defer bytePool.Put(tmp)
-	forBands(n, w*n*hc.ksize, func(lo, hi int) { horizontalGray(*tmp, src, first, lo, hi, &hc) })
-	forBands(h, w*h*vc.ksize, func(lo, hi int) {
-		acc := make([]int32, w)
-		for yy := lo; yy < hi; yy++ {
-			verticalRow(dst.Pix[yy*dst.Stride:][:w], *tmp, &vc, yy, first, acc)
-		}
-	})
+	kern := resizeKernels
+	forBands(n, w*n*hc.ksize, func(lo, hi int) { kern.hGray(*tmp, src, first, lo, hi, &hc) })
+	forBands(h, w*h*vc.ksize, func(lo, hi int) { kern.vertical(dst.Pix, dst.Stride, w, *tmp, &vc, first, lo, hi) })
 	return dst
+}
+
+// kernels are the resampler's inner loops: Go's below, or the same
+// arithmetic in AVX2 where the CPU has it (resize_avx2_amd64.go). Both give
+// the same bytes.
+type kernels struct {
+	name  string
+	hRGB  func(tmp []byte, src *image.NRGBA, first, lo, hi int, c *coeffs)
+	hGray func(tmp []byte, src *image.Gray, first, lo, hi int, c *coeffs)
+	// vertical writes output rows [lo, hi), n bytes each and stride apart
+	// in out, from the horizontal pass's n-byte rows in tmp.
+	vertical func(out []byte, stride, n int, tmp []byte, c *coeffs, first, lo, hi int)
+}
+
+var goKernels = kernels{name: "go", hRGB: horizontalRGB, hGray: horizontalGray, vertical: verticalGo}
+
+// resizeKernels are the kernels in use.
+var resizeKernels = goKernels
+
+// ResizeKernels names the resampler's inner loops in use, "go" or "avx2",
+// for start-up logs and benchmarks.
+func ResizeKernels() string { return resizeKernels.name }
+
+func verticalGo(out []byte, stride, n int, tmp []byte, c *coeffs, first, lo, hi int) {
+	acc := make([]int32, n)
+	for yy := lo; yy < hi; yy++ {
+		verticalRow(out[yy*stride:][:n], tmp, c, yy, first, acc)
+	}
 }
 
 const half = 1 << (precisionBits - 1) // rounding term of each sum
