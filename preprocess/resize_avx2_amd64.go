@@ -36,10 +36,20 @@ func horizontalRGBAVX2(tmp []byte, src *image.NRGBA, first, lo, hi int, c *coeff
 	// The last row read is hi-1; C sees rows [lo, hi) from row0.
 	_ = row0[(hi-1)*src.Stride+4*src.Rect.Dx()-1]
 	_ = tmp[3*w*hi-1]
-	kq, groups := c.split16()
+	kq, groups := c.avx2Weights()
 	C.imgserve_h_rgba((*C.uint8_t)(unsafe.Pointer(&row0[0])), C.long(src.Stride), C.int(src.Rect.Dx()), C.int(lo), C.int(hi),
 		(*C.uint8_t)(unsafe.Pointer(&tmp[0])), C.int(w),
 		(*C.long)(unsafe.Pointer(&c.bounds[0])), (*C.int16_t)(unsafe.Pointer(&kq[0])), C.int(groups))
+}
+
+// avx2Weights makes (once per coeffs) the layouts of k the AVX2 kernels
+// read, and returns split16's.
+func (c *coeffs) avx2Weights() ([]int16, int) {
+	c.simd.once.Do(func() {
+		c.simd.k, c.simd.groups = c.split16()
+		c.simd.k8, c.simd.ksize8 = c.padded8()
+	})
+	return c.simd.k, c.simd.groups
 }
 
 // split16 lays k out for imgserve_h_rgba: each weight split as
@@ -72,7 +82,8 @@ func horizontalGrayAVX2(tmp []byte, src *image.Gray, first, lo, hi int, c *coeff
 	row0 := src.Pix[src.PixOffset(src.Rect.Min.X, src.Rect.Min.Y+first):]
 	_ = row0[(hi-1)*src.Stride+sw-1]
 	_ = tmp[w*hi-1]
-	k8, ksize8 := c.padded8()
+	c.avx2Weights()
+	k8, ksize8 := c.simd.k8, c.simd.ksize8
 	C.imgserve_h_gray((*C.uint8_t)(unsafe.Pointer(&row0[0])), C.long(src.Stride), C.int(sw), C.int(lo), C.int(hi),
 		(*C.uint8_t)(unsafe.Pointer(&tmp[0])), C.int(w),
 		(*C.long)(unsafe.Pointer(&c.bounds[0])), (*C.int32_t)(unsafe.Pointer(&k8[0])), C.int(ksize8))

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"image"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 )
 
@@ -106,4 +108,35 @@ func countDiff(a, b []byte) (n int) {
 		}
 	}
 	return n
+}
+
+// TestCoeffCache: cached weights equal freshly computed ones, concurrent
+// users share one copy, and the cache stays within its memory bound.
+func TestCoeffCache(t *testing.T) {
+	a := cachedCoeffs(987, 320, Lanczos3)
+	if b := cachedCoeffs(987, 320, Lanczos3); a != b {
+		t.Error("the same size computed twice")
+	}
+	fresh := precomputeCoeffs(987, 320, Lanczos3)
+	if a.ksize != fresh.ksize || !slices.Equal(a.bounds, fresh.bounds) || !slices.Equal(a.k, fresh.k) {
+		t.Error("cached weights differ from computed ones")
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for in := 1000 + i; in < 4000; in += 8 {
+				c := cachedCoeffs(in, 3*in, Bicubic)
+				if len(c.bounds) != 2*3*in {
+					t.Errorf("%d -> %d: %d bounds", in, 3*in, len(c.bounds))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	coeffCache.Lock()
+	defer coeffCache.Unlock()
+	if coeffCache.bytes > coeffCacheBytes {
+		t.Errorf("cache holds %d bytes, bound %d", coeffCache.bytes, coeffCacheBytes)
+	}
 }
