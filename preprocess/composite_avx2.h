@@ -4,16 +4,7 @@
 // a channel and the mask fit 16 bits (255*255), and PIL's DIV255,
 // (t + (t >> 8)) >> 8 with t = x + 128, stays below 65536, so 16-bit lanes
 // give the same bytes (TestCutoutPNGKernelMatchesGo).
-#include <stdint.h>
-#include <string.h>
-#include <immintrin.h>
-
-#define IMGSERVE_AVX2 __attribute__((target("avx2")))
-
-static int imgserve_composite_has_avx2(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2");
-}
+#include "avx2.h"
 
 static inline uint8_t imgserve_div255(uint32_t a) {
 	a += 128;

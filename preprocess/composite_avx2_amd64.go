@@ -2,10 +2,7 @@
 
 package preprocess
 
-/*
-#cgo CFLAGS: -O2
-#include "composite_avx2.h"
-*/
+// #include "composite_avx2.h"
 import "C"
 
 import (
@@ -13,15 +10,7 @@ import (
 	"unsafe"
 )
 
-// The cutout PNG's rows are composited and Up-filtered by AVX2 code where
-// the CPU has it (composite_avx2.h): in Go these two loops took about
-// two fifths of the encoder's time on a 1.5 MP cutout.
-func init() {
-	if C.imgserve_composite_has_avx2() != 0 {
-		cutoutBand = cutoutBandAVX2
-	}
-}
-
+// cutoutBandAVX2 is cutoutBand in AVX2 (see avx2_amd64.go).
 func cutoutBandAVX2(f []byte, img *image.NRGBA, mask *image.Gray, lo, hi int, cur, prev []byte) {
 	w := img.Rect.Dx()
 	if lo >= hi || w == 0 {

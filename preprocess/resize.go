@@ -16,8 +16,9 @@ import (
 // levels per pixel (max 9 on 1152x864 -> 320x320, most samples off by
 // one or more; TestNfntDiffersFromPIL). This port is bit-exact with Pillow
 // (resize_test.go) and, working on packed bytes with no interface calls,
-// needs about half nfnt's CPU time for that resize. Large images are split
-// into bands of rows, one per core (see forBands).
+// needs about half nfnt's CPU time for that resize; its inner loops run in
+// AVX2 where the CPU has it, with the same bytes (avx2_amd64.go). Large
+// images are split into bands of rows, one per core (see forBands).
 //
 // Pillow's algorithm: separable, horizontal pass first into an 8-bit
 // intermediate, then vertical. Each output sample's weights come from the

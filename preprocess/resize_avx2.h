@@ -8,17 +8,9 @@
 // or a weight's high and low bits apart, changes nothing:
 // TestResizeKernelsMatchGo compares the two paths byte for byte. What
 // changes is speed: 8 or 16 samples per instruction instead of 1.
-#include <stdint.h>
-#include <string.h>
-#include <immintrin.h>
+#include "avx2.h"
 
 #define IMGSERVE_HALF (1 << 21) // rounding term, precisionBits 22
-#define IMGSERVE_AVX2 __attribute__((target("avx2")))
-
-static int imgserve_has_avx2(void) {
-	__builtin_cpu_init();
-	return __builtin_cpu_supports("avx2");
-}
 
 // 4 int32 sums to 4 bytes: >> 22, clipped to 0..255 (packs then packus
 // saturate exactly as clipFixed clips).

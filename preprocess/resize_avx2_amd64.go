@@ -2,10 +2,7 @@
 
 package preprocess
 
-/*
-#cgo CFLAGS: -O2
-#include "resize_avx2.h"
-*/
+// #include "resize_avx2.h"
 import "C"
 
 import (
@@ -13,18 +10,7 @@ import (
 	"unsafe"
 )
 
-// On x86-64 CPUs with AVX2 the resampler's three inner loops run as C with
-// AVX2 intrinsics (resize_avx2.h), eight samples per instruction where Go
-// does one: a 1.5 MP photo to 320x320 and the 320x320 mask back to 1.5 MP
-// take about a third of the time (bench/README.md, issue 12). The output is
-// the same to the bit (TestResizeKernelsMatchGo). Without cgo or AVX2 the Go
-// loops run.
-func init() {
-	if C.imgserve_has_avx2() != 0 {
-		resizeKernels = avx2Kernels
-	}
-}
-
+// avx2Kernels are the resampler's loops in AVX2 (see avx2_amd64.go).
 var avx2Kernels = kernels{name: "avx2", hRGB: horizontalRGBAVX2, hGray: horizontalGrayAVX2, vertical: verticalAVX2}
 
 func horizontalRGBAVX2(tmp []byte, src *image.NRGBA, first, lo, hi int, c *coeffs) {
