@@ -140,3 +140,32 @@ func TestCoeffCache(t *testing.T) {
 		t.Errorf("cache holds %d bytes, bound %d", coeffCache.bytes, coeffCacheBytes)
 	}
 }
+
+// BenchmarkResizeKernels: the rembg resizes of a 1.5 MP photo (987x1481,
+// rembg's plants-1 size) with the Go loops and with the kernels in use:
+//
+//	go test -run '^$' -bench ResizeKernels -cpu 1 ./preprocess/
+func BenchmarkResizeKernels(b *testing.B) {
+	img := photoNRGBA(987, 1481)
+	mask := image.NewGray(image.Rect(0, 0, 320, 320))
+	copy(mask.Pix, ResizeRGB(img, 320, 320, Lanczos3).Pix) // any content
+	for _, k := range []kernels{goKernels, resizeKernels} {
+		b.Run(k.name+"/photo-to-320", func(b *testing.B) {
+			withKernels(k, func() {
+				for b.Loop() {
+					ResizeRGB(img, 320, 320, Lanczos3)
+				}
+			})
+		})
+		b.Run(k.name+"/mask-to-photo", func(b *testing.B) {
+			withKernels(k, func() {
+				for b.Loop() {
+					ResizeGray(mask, 987, 1481, Lanczos3)
+				}
+			})
+		})
+		if k.name == resizeKernels.name {
+			break
+		}
+	}
+}
