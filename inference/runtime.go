@@ -148,13 +148,13 @@ type SessionOptions struct {
 	// latency on an idle machine but burns cores that concurrent runs need.
 	Spin bool
 	// WideSpin lets the threads of an elastic session's wide runs (a run
-	// alone in the process) busy-wait between the run's parallel sections,
-	// and stops them at the end of each run, so that they never spin while
-	// other requests are processed. It makes a lone u2netp run ~8% faster
-	// (bench/README.md, issue 12).
+	// alone in the process) busy-wait between the run's parallel sections
+	// while the host's CPUs are free (pressure.go), and stops them at the
+	// end of each run, so that they never spin while other requests are
+	// processed. The model is loaded a third time for it.
 	WideSpin bool
 	// stopSpin stops spinning threads at the end of each run
-	// (WideSpin's wide session).
+	// (WideSpin's session).
 	stopSpin bool
 	// Outputs, when set, restricts the session to these outputs, in this
 	// order. Exports that also return large side outputs (ISNet's feature

@@ -48,8 +48,8 @@ type ModelConfig struct {
 	// Spin lets ONNX Runtime threads busy-wait between runs.
 	Spin bool `yaml:"spin"`
 	// WideSpin (default true) lets an elastic model's lone runs, on every
-	// core, busy-wait inside the run, never after it
-	// (inference.SessionOptions.WideSpin).
+	// core, busy-wait inside the run, never after it, while the host's CPUs
+	// are free (inference.SessionOptions.WideSpin).
 	WideSpin *bool    `yaml:"wide_spin"`
 	Batching Batching `yaml:"batching"`
 	// GPUBatching replaces Batching when the server runs on a GPU, where
