@@ -142,7 +142,7 @@ type SessionOptions struct {
 	// no other request is queued in the process, NarrowThreads otherwise. A lone request then gets every
 	// core, and concurrent ones share the cores instead of oversubscribing
 	// them (bench/README.md, "Threads", has the measurements). The cost is
-	// the model's weights held twice.
+	// the model's weights held twice (three times with WideSpin).
 	NarrowThreads int
 	// Spin lets idle ONNX Runtime threads busy-wait for work. It lowers
 	// latency on an idle machine but burns cores that concurrent runs need.
