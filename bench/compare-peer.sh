@@ -39,7 +39,7 @@ images=(car-1.jpg photo-1.5MP.jpg photo-1.5MP.png)
 
 "$tmp/imgserve" --addr "127.0.0.1:$port" ${CONFIG:+--config "$CONFIG"} 2>"$tmp/server.log" &
 server=$!
-for _ in $(seq 100); do
+for _ in $(seq 300); do
   curl -sf "http://127.0.0.1:$port/v2/health/ready" >/dev/null && break
   sleep 0.2
 done

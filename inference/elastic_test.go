@@ -44,7 +44,8 @@ func TestElasticSessionPicksByLoad(t *testing.T) {
 func TestElasticSessionSameResults(t *testing.T) {
 	model := testmodels.Bytes("affine_f32.onnx")
 	plain := loadSession(t, "affine_f32.onnx")
-	s, err := testRuntime.NewSession(model, SessionOptions{IntraOpThreads: 2, NarrowThreads: 1})
+	// WideSpin: the wide session's threads spin inside its runs.
+	s, err := testRuntime.NewSession(model, SessionOptions{IntraOpThreads: 2, NarrowThreads: 1, WideSpin: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -142,11 +142,20 @@ type SessionOptions struct {
 	// no other request is queued in the process, NarrowThreads otherwise. A lone request then gets every
 	// core, and concurrent ones share the cores instead of oversubscribing
 	// them (bench/README.md, "Threads", has the measurements). The cost is
-	// the model's weights held twice.
+	// the model's weights held twice (three times with WideSpin).
 	NarrowThreads int
 	// Spin lets idle ONNX Runtime threads busy-wait for work. It lowers
 	// latency on an idle machine but burns cores that concurrent runs need.
 	Spin bool
+	// WideSpin lets the threads of an elastic session's wide runs (a run
+	// alone in the process) busy-wait between the run's parallel sections
+	// while the host's CPUs are free (pressure.go), and stops them at the
+	// end of each run, so that they never spin while other requests are
+	// processed. The model is loaded a third time for it.
+	WideSpin bool
+	// stopSpin stops spinning threads at the end of each run
+	// (WideSpin's session).
+	stopSpin bool
 	// Outputs, when set, restricts the session to these outputs, in this
 	// order. Exports that also return large side outputs (ISNet's feature
 	// maps) would otherwise copy them out on every run.
@@ -188,6 +197,11 @@ func (r *Runtime) sessionOptions(so SessionOptions) (*ort.SessionOptions, error)
 	}
 	if err := opts.AddSessionConfigEntry("session.intra_op.allow_spinning", spin); err != nil {
 		return fail(err)
+	}
+	if so.stopSpin {
+		if err := opts.AddSessionConfigEntry("session.force_spinning_stop", "1"); err != nil {
+			return fail(err)
+		}
 	}
 	if so.ExternalDataDir != "" {
 		if err := opts.AddSessionConfigEntry("session.model_external_initializers_file_folder_path", so.ExternalDataDir); err != nil {

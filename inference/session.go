@@ -19,13 +19,16 @@ type TensorInfo struct {
 // Session is one loaded model. It is safe for concurrent Run calls, which is
 // what lets several batches of one model be in flight at once.
 type Session struct {
-	rt      *Runtime
-	sess    *ort.DynamicAdvancedSession
-	narrow  *ort.DynamicAdvancedSession // nil unless elastic
-	inputs  []TensorInfo
-	outputs []TensorInfo
-	bound   boundOnce // RunBound's state, made on first use
-	shapes  func(inputs []Tensor) [][]int64
+	rt     *Runtime
+	sess   *ort.DynamicAdvancedSession
+	narrow *ort.DynamicAdvancedSession // nil unless elastic
+	// spinning is sess with its threads spinning inside each run, for lone
+	// runs on a quiet host (SessionOptions.WideSpin); nil unless elastic.
+	spinning *ort.DynamicAdvancedSession
+	inputs   []TensorInfo
+	outputs  []TensorInfo
+	bound    boundOnce // RunBound's state, made on first use
+	shapes   func(inputs []Tensor) [][]int64
 }
 
 // NewSession loads a model from its serialised bytes.
@@ -53,9 +56,17 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 	}
 	s := &Session{rt: r, sess: sess, inputs: inputs, outputs: outputs}
 	if so.NarrowThreads > 0 && so.NarrowThreads < so.IntraOpThreads && !r.device.CUDA {
+		if so.WideSpin && !so.Spin {
+			spin := so
+			spin.Spin, spin.stopSpin = true, true
+			if s.spinning, err = r.newORTSession(model, inputs, outputs, spin); err != nil {
+				s.Close()
+				return nil, err
+			}
+		}
 		so.IntraOpThreads = so.NarrowThreads
 		if s.narrow, err = r.newORTSession(model, inputs, outputs, so); err != nil {
-			sess.Destroy()
+			s.Close()
 			return nil, err
 		}
 	}
@@ -77,10 +88,14 @@ func (r *Runtime) newORTSession(model []byte, inputs, outputs []TensorInfo, so S
 
 // pick is the session for a run that makes inflight runs in the process:
 // the wide one only when it is alone and nothing else waits (a run called
-// through a scheduler is itself one request in demand).
+// through a scheduler is itself one request in demand), and the wide one
+// that spins only when, besides, the host's CPUs are free.
 func (s *Session) pick(inflight int64) *ort.DynamicAdvancedSession {
 	if s.narrow != nil && (inflight > 1 || demand.Load() > 1) {
 		return s.narrow
+	}
+	if s.spinning != nil && cpuGauge.Quiet() {
+		return s.spinning
 	}
 	return s.sess
 }
@@ -333,8 +348,10 @@ func fromValue(v ort.Value) (Tensor, error) {
 // Close releases the session. Device tensors from it must be released
 // first.
 func (s *Session) Close() error {
-	if s.narrow != nil {
-		s.narrow.Destroy()
+	for _, x := range []*ort.DynamicAdvancedSession{s.narrow, s.spinning} {
+		if x != nil {
+			x.Destroy()
+		}
 	}
 	s.bound.release()
 	return s.sess.Destroy()

@@ -46,7 +46,11 @@ type ModelConfig struct {
 	// Outputs restricts the session to these outputs (default: all).
 	Outputs []string `yaml:"outputs"`
 	// Spin lets ONNX Runtime threads busy-wait between runs.
-	Spin     bool     `yaml:"spin"`
+	Spin bool `yaml:"spin"`
+	// WideSpin (default true) lets an elastic model's lone runs, on every
+	// core, busy-wait inside the run, never after it, while the host's CPUs
+	// are free (inference.SessionOptions.WideSpin).
+	WideSpin *bool    `yaml:"wide_spin"`
 	Batching Batching `yaml:"batching"`
 	// GPUBatching replaces Batching when the server runs on a GPU, where
 	// larger batches pay (default: Batching).
@@ -218,6 +222,7 @@ func (m ModelConfig) SessionOptions(cores, instances int) inference.SessionOptio
 	if so.IntraOpThreads <= 0 {
 		so.IntraOpThreads = max(1, cores)
 		so.NarrowThreads = max(1, cores/max(1, instances))
+		so.WideSpin = m.WideSpin == nil || *m.WideSpin
 	}
 	return so
 }

@@ -34,17 +34,19 @@ models:
   - {name: a, file: a.onnx, batching: {instances: 2}}
   - {name: b, file: b.onnx, intra_op_threads: 3, batching: {instances: 2}}
   - {name: c, file: c.onnx}
+  - {name: d, file: d.onnx, wide_spin: false, batching: {instances: 2}}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, want := range []inference.SessionOptions{
-		{IntraOpThreads: 8, NarrowThreads: 4}, // all cores alone, a share beside others
-		{IntraOpThreads: 3},                   // explicit: fixed
-		{IntraOpThreads: 8, NarrowThreads: 8}, // one instance: never narrower
+		{IntraOpThreads: 8, NarrowThreads: 4, WideSpin: true}, // all cores alone, a share beside others
+		{IntraOpThreads: 3}, // explicit: fixed
+		{IntraOpThreads: 8, NarrowThreads: 8, WideSpin: true}, // one instance: never narrower
+		{IntraOpThreads: 8, NarrowThreads: 4},                 // elastic, lone runs without spinning
 	} {
 		got := cfg.Models[i].SessionOptions(8, cfg.Models[i].Batching.Instances)
-		if got.IntraOpThreads != want.IntraOpThreads || got.NarrowThreads != want.NarrowThreads {
+		if got.IntraOpThreads != want.IntraOpThreads || got.NarrowThreads != want.NarrowThreads || got.WideSpin != want.WideSpin {
 			t.Errorf("%s: %+v, want %+v", cfg.Models[i].Name, got, want)
 		}
 	}

@@ -84,8 +84,17 @@ func EncodeCutoutPNG(w io.Writer, img *image.NRGBA, mask *image.Gray) error {
 	if mask.Rect.Dx() != iw || mask.Rect.Dy() != ih {
 		return fmt.Errorf("%w: EncodeCutoutPNG: image %dx%d, mask %dx%d", ErrSize, iw, ih, mask.Rect.Dx(), mask.Rect.Dy())
 	}
-	return encodeRowsPNG(w, iw, ih, 4, func(dst []byte, y int) { cutoutRow(dst, img, mask, y) })
+	src := pngSource{row: func(dst []byte, y int) { cutoutRow(dst, img, mask, y) }}
+	if cutoutBand != nil {
+		src.band = func(f []byte, lo, hi int, cur, prev []byte) { cutoutBand(f, img, mask, lo, hi, cur, prev) }
+	}
+	return encodeSourcePNG(w, iw, ih, 4, src)
 }
+
+// cutoutBand, where set (composite_avx2_amd64.go), writes rows [lo, hi) of
+// the cutout as Up-filtered scanlines into f, as pngBand.deflate would
+// from cutoutRow, with cur and prev as scratch rows.
+var cutoutBand func(f []byte, img *image.NRGBA, mask *image.Gray, lo, hi int, cur, prev []byte)
 
 // ApplyBackgroundColor is rembg's apply_background_color:
 //

@@ -54,6 +54,20 @@ func encodePNG(w io.Writer, pix []byte, stride, width, height, bpp int) error {
 // encodeRowsPNG writes a PNG whose row y (width*bpp bytes) row writes into
 // dst. row is called from several goroutines at once, for different rows.
 func encodeRowsPNG(w io.Writer, width, height, bpp int, row func(dst []byte, y int)) error {
+	return encodeSourcePNG(w, width, height, bpp, pngSource{row: row})
+}
+
+// pngSource gives a PNG's rows: row writes row y (width*bpp bytes) into
+// dst. band, when set, does the whole of pngBand.deflate's row loop
+// instead: rows [lo, hi) as Up-filtered scanlines into f, with two
+// scratch rows; it must give the same bytes. Both are called from several
+// goroutines at once, for different rows.
+type pngSource struct {
+	row  func(dst []byte, y int)
+	band func(f []byte, lo, hi int, cur, prev []byte)
+}
+
+func encodeSourcePNG(w io.Writer, width, height, bpp int, src pngSource) error {
 	if width <= 0 || height <= 0 || int64(width) >= 1<<31 || int64(height) >= 1<<31 {
 		return fmt.Errorf("%w: cannot encode a %dx%d PNG", ErrSize, width, height)
 	}
@@ -73,7 +87,7 @@ func encodeRowsPNG(w io.Writer, width, height, bpp int, row func(dst []byte, y i
 	}
 	idat := idatWriter{w: w, buf: make([]byte, 0, 64<<10)}
 	n := width * bpp
-	if err := deflateBands(&idat, row, n, height, pngBandCount(n, height)); err != nil {
+	if err := deflateBands(&idat, src, n, height, pngBandCount(n, height)); err != nil {
 		return err
 	}
 	if err := idat.flush(); err != nil {
@@ -132,7 +146,7 @@ type pngBand struct {
 
 var pngBands sync.Pool
 
-func (b *pngBand) deflate(row func([]byte, int), n, lo, hi int, last bool) {
+func (b *pngBand) deflate(src pngSource, n, lo, hi int, last bool) {
 	size := (hi - lo) * (1 + n)
 	if cap(b.filtered) < size {
 		b.filtered = make([]byte, size)
@@ -145,6 +159,17 @@ func (b *pngBand) deflate(row func([]byte, int), n, lo, hi int, last bool) {
 	}
 	f := b.filtered[:size]
 	cur, prev := b.rows[0], b.rows[1]
+	if src.band != nil {
+		src.band(f, lo, hi, cur, prev)
+	} else {
+		filterRows(f, src.row, lo, hi, cur, prev)
+	}
+	b.out, b.sum, b.runs = deflateFast(b.out[:0], f, last, b.runs)
+}
+
+// filterRows writes rows [lo, hi) from row as Up-filtered scanlines into f.
+func filterRows(f []byte, row func([]byte, int), lo, hi int, cur, prev []byte) {
+	n := len(cur)
 	if lo > 0 {
 		row(prev, lo-1)
 	}
@@ -157,11 +182,10 @@ func (b *pngBand) deflate(row func([]byte, int), n, lo, hi int, last bool) {
 		upFilter(f[(y-lo)*(1+n):][:1+n], cur, above)
 		cur, prev = prev, cur
 	}
-	b.out, b.sum, b.runs = deflateFast(b.out[:0], f, last, b.runs)
 }
 
 // deflateBands writes the zlib stream of the filtered rows to w.
-func deflateBands(w io.Writer, row func([]byte, int), n, height, bands int) error {
+func deflateBands(w io.Writer, src pngSource, n, height, bands int) error {
 	parts := make([]*pngBand, bands)
 	var wg recovered.Group
 	for i := range parts {
@@ -172,10 +196,10 @@ func deflateBands(w io.Writer, row func([]byte, int), n, height, bands int) erro
 		parts[i] = p
 		lo, hi := height*i/bands, height*(i+1)/bands
 		if i == bands-1 {
-			p.deflate(row, n, lo, hi, true) // on this goroutine
+			p.deflate(src, n, lo, hi, true) // on this goroutine
 			continue
 		}
-		wg.Go(func() { p.deflate(row, n, lo, hi, false) })
+		wg.Go(func() { p.deflate(src, n, lo, hi, false) })
 	}
 	wg.Wait()
 	defer func() {

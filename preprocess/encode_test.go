@@ -178,7 +178,7 @@ func TestEncodePNGBands(t *testing.T) {
 		for bands := 1; bands <= 4; bands++ {
 			var z bytes.Buffer
 			rows := func(dst []byte, y int) { copy(dst, pix[y*stride:]) }
-			if err := deflateBands(&z, rows, n, h, bands); err != nil {
+			if err := deflateBands(&z, pngSource{row: rows}, n, h, bands); err != nil {
 				t.Fatal(err)
 			}
 			zr, err := zlib.NewReader(&z)

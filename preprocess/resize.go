@@ -16,8 +16,9 @@ import (
 // levels per pixel (max 9 on 1152x864 -> 320x320, most samples off by
 // one or more; TestNfntDiffersFromPIL). This port is bit-exact with Pillow
 // (resize_test.go) and, working on packed bytes with no interface calls,
-// needs about half nfnt's CPU time for that resize. Large images are split
-// into bands of rows, one per core (see forBands).
+// needs about half nfnt's CPU time for that resize; its inner loops run in
+// AVX2 where the CPU has it, with the same bytes (avx2_amd64.go). Large
+// images are split into bands of rows, one per core (see forBands).
 //
 // Pillow's algorithm: separable, horizontal pass first into an 8-bit
 // intermediate, then vertical. Each output sample's weights come from the
@@ -92,21 +93,70 @@ func sinc(x float64) float64 {
 }
 
 // coeffs are one axis's weights: output sample i reads n=bounds[2i+1]
-// input samples from bounds[2i] with weights k[i*ksize:][:n].
+// input samples from bounds[2i] with weights k[i*ksize:][:n]. They are
+// shared through coeffCache and never change once made.
 type coeffs struct {
 	ksize  int
 	bounds []int
 	k      []int32
+	// simd is k laid out for the AVX2 kernels, made on first use.
+	simd struct {
+		once   sync.Once
+		k      []int16 // split16: for the RGBA horizontal pass
+		groups int
+		k8     []int32 // padded8: for the gray horizontal pass
+		ksize8 int
+	}
+}
+
+// The weights of the sizes resized last are kept: a model's requests all
+// resize to its input size, mostly from a few photo sizes, and computing
+// them (two sines a tap) took ~1 ms of a 1.5 MP request's resize and mask,
+// on one core before the bands start. coeffCacheBytes bounds the memory.
+type coeffKey struct {
+	in, out int
+	f       Filter
+}
+
+const coeffCacheBytes = 8 << 20
+
+var coeffCache struct {
+	sync.Mutex
+	m     map[coeffKey]*coeffs
+	bytes int
+}
+
+// cachedCoeffs is precomputeCoeffs, from the cache when it has them.
+func cachedCoeffs(inSize, outSize int, f Filter) *coeffs {
+	key := coeffKey{inSize, outSize, f}
+	coeffCache.Lock()
+	c, ok := coeffCache.m[key]
+	coeffCache.Unlock()
+	if ok {
+		return c
+	}
+	c = precomputeCoeffs(inSize, outSize, f)
+	size := 8*len(c.bounds) + 4*len(c.k)*6 // with the AVX2 layouts: ~5x k
+	coeffCache.Lock()
+	defer coeffCache.Unlock()
+	if coeffCache.m == nil || coeffCache.bytes+size > coeffCacheBytes {
+		coeffCache.m, coeffCache.bytes = map[coeffKey]*coeffs{}, 0
+	}
+	if size <= coeffCacheBytes {
+		coeffCache.m[key] = c
+		coeffCache.bytes += size
+	}
+	return c
 }
 
 // precomputeCoeffs is Pillow's precompute_coeffs + normalize_coeffs_8bpc.
-func precomputeCoeffs(inSize, outSize int, f Filter) coeffs {
+func precomputeCoeffs(inSize, outSize int, f Filter) *coeffs {
 	support, fn := f.kernel()
 	scale := float64(inSize) / float64(outSize)
 	filterscale := max(scale, 1)
 	support *= filterscale
 	ksize := int(math.Ceil(support))*2 + 1
-	c := coeffs{ksize: ksize, bounds: make([]int, 2*outSize), k: make([]int32, outSize*ksize)}
+	c := &coeffs{ksize: ksize, bounds: make([]int, 2*outSize), k: make([]int32, outSize*ksize)}
 	w := make([]float64, ksize)
 	ss := 1 / filterscale
 	for xx := 0; xx < outSize; xx++ {
@@ -172,17 +222,19 @@ func ResizeRGB(src *image.NRGBA, w, h int, f Filter) *image.NRGBA {
 	}
 	dst := image.NewNRGBA(image.Rect(0, 0, w, h))
 	sw, sh := src.Rect.Dx(), src.Rect.Dy()
-	hc := precomputeCoeffs(sw, w, f)
-	vc := precomputeCoeffs(sh, h, f)
+	hc := cachedCoeffs(sw, w, f)
+	vc := cachedCoeffs(sh, h, f)
 	first, n := vc.rows()
 	tmp := getBytes(3 * w * n)
 	defer bytePool.Put(tmp)
-	forBands(n, 3*w*n*hc.ksize, func(lo, hi int) { horizontalRGB(*tmp, src, first, lo, hi, &hc) })
+	rgb := getBytes(3 * w * h)
+	defer bytePool.Put(rgb)
+	kern := resizeKernels
+	forBands(n, 3*w*n*hc.ksize, func(lo, hi int) { kern.hRGB(*tmp, src, first, lo, hi, hc) })
 	forBands(h, 3*w*h*vc.ksize, func(lo, hi int) {
-		acc := make([]int32, 3*w)
-		row := make([]byte, 3*w)
+		kern.vertical(*rgb, 3*w, 3*w, *tmp, vc, first, lo, hi)
 		for yy := lo; yy < hi; yy++ {
-			verticalRow(row, *tmp, &vc, yy, first, acc)
+			row := (*rgb)[3*w*yy:][:3*w]
 			d := dst.Pix[yy*dst.Stride:][:4*w]
 			for x := 0; x < w; x++ {
 				p := d[4*x : 4*x+4 : 4*x+4]
@@ -200,19 +252,43 @@ func ResizeGray(src *image.Gray, w, h int, f Filter) *image.Gray {
 	}
 	dst := image.NewGray(image.Rect(0, 0, w, h))
 	sw, sh := src.Rect.Dx(), src.Rect.Dy()
-	hc := precomputeCoeffs(sw, w, f)
-	vc := precomputeCoeffs(sh, h, f)
+	hc := cachedCoeffs(sw, w, f)
+	vc := cachedCoeffs(sh, h, f)
 	first, n := vc.rows()
 	tmp := getBytes(w * n)
 	defer bytePool.Put(tmp)
-	forBands(n, w*n*hc.ksize, func(lo, hi int) { horizontalGray(*tmp, src, first, lo, hi, &hc) })
-	forBands(h, w*h*vc.ksize, func(lo, hi int) {
-		acc := make([]int32, w)
-		for yy := lo; yy < hi; yy++ {
-			verticalRow(dst.Pix[yy*dst.Stride:][:w], *tmp, &vc, yy, first, acc)
-		}
-	})
+	kern := resizeKernels
+	forBands(n, w*n*hc.ksize, func(lo, hi int) { kern.hGray(*tmp, src, first, lo, hi, hc) })
+	forBands(h, w*h*vc.ksize, func(lo, hi int) { kern.vertical(dst.Pix, dst.Stride, w, *tmp, vc, first, lo, hi) })
 	return dst
+}
+
+// kernels are the resampler's inner loops: Go's below, or the same
+// arithmetic in AVX2 where the CPU has it (resize_avx2_amd64.go). Both give
+// the same bytes.
+type kernels struct {
+	name  string
+	hRGB  func(tmp []byte, src *image.NRGBA, first, lo, hi int, c *coeffs)
+	hGray func(tmp []byte, src *image.Gray, first, lo, hi int, c *coeffs)
+	// vertical writes output rows [lo, hi), n bytes each and stride apart
+	// in out, from the horizontal pass's n-byte rows in tmp.
+	vertical func(out []byte, stride, n int, tmp []byte, c *coeffs, first, lo, hi int)
+}
+
+var goKernels = kernels{name: "go", hRGB: horizontalRGB, hGray: horizontalGray, vertical: verticalGo}
+
+// resizeKernels are the kernels in use.
+var resizeKernels = goKernels
+
+// ResizeKernels names the resampler's inner loops in use, "go" or "avx2",
+// for start-up logs and benchmarks.
+func ResizeKernels() string { return resizeKernels.name }
+
+func verticalGo(out []byte, stride, n int, tmp []byte, c *coeffs, first, lo, hi int) {
+	acc := make([]int32, n)
+	for yy := lo; yy < hi; yy++ {
+		verticalRow(out[yy*stride:][:n], tmp, c, yy, first, acc)
+	}
 }
 
 const half = 1 << (precisionBits - 1) // rounding term of each sum

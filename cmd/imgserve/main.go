@@ -406,6 +406,7 @@ func serve(o options, log *slog.Logger) error {
 	}
 	log.Info("imgserve listening", "addr", ln.Addr().String(), "device", rt.Device().String(), "grpc_addr", grpcAt,
 		"scheme", scheme, "onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders(),
+		"resize_kernels", preprocess.ResizeKernels(),
 		"api_keys", keys.Len(), "max_inflight", o.maxInFlight, "memory_budget", admission.Size(o.memoryBudget),
 		"queue_wait_budget", o.queueWait.String(), "job_ttl", o.jobTTL.String(), "jobs_memory", admission.Size(o.jobsMemory),
 		"jobs_store", jobsStoreName(o))
