@@ -148,10 +148,13 @@ type Scheduler struct {
 	pinned *pinnedPool
 	stats  statsRecorder
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// queue is ordered by priority, then arrival: an interactive request
+	// goes before every background one.
 	queue   []*request
-	rows    int // rows waiting in queue
-	busy    int // batches running
+	rows    int                 // rows waiting in queue
+	rowsAt  [Background + 1]int // of which, at each priority
+	busy    int                 // batches running
 	closed  bool
 	service time.Duration // moving average of a batch's run time; 0 until measured
 	spread  time.Duration // moving average of its deviation from service
@@ -166,6 +169,7 @@ type request struct {
 	ctx    context.Context
 	inputs []Tensor
 	rows   int
+	prio   Priority
 	key    string // requests batch together only with the same key
 	// submitted is when Submit was called, queued when the request joined
 	// the queue.
@@ -237,14 +241,20 @@ func (s *Scheduler) ServiceTime() time.Duration {
 func (s *Scheduler) ExpectedWait() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.expectedWait()
+	return s.expectedWait(Interactive)
 }
 
-func (s *Scheduler) expectedWait() time.Duration {
+// expectedWait counts the rows that would be ahead of a request of
+// priority p: those of its priority and higher.
+func (s *Scheduler) expectedWait(p Priority) time.Duration {
 	if s.service == 0 {
 		return 0
 	}
-	ahead := (s.rows + s.cfg.MaxBatchSize - 1) / s.cfg.MaxBatchSize
+	rows := 0
+	for q := Interactive; q <= p; q++ {
+		rows += s.rowsAt[q]
+	}
+	ahead := (rows + s.cfg.MaxBatchSize - 1) / s.cfg.MaxBatchSize
 	return time.Duration(ahead+s.busy) * (s.service + s.spread) / time.Duration(s.cfg.Instances)
 }
 
@@ -255,19 +265,20 @@ func (s *Scheduler) expectedWait() time.Duration {
 func (s *Scheduler) CheckLoad(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.checkFull(); err != nil {
+	if err := s.checkFull(PriorityOf(ctx)); err != nil {
 		return err
 	}
 	return s.shed(ctx)
 }
 
-// checkFull refuses a request when the queue holds MaxQueueSize live
-// requests. Called with mu held.
-func (s *Scheduler) checkFull() error {
-	if len(s.queue) >= s.cfg.MaxQueueSize {
+// checkFull refuses a request of priority p when MaxQueueSize live
+// requests would be ahead of it: a background backlog does not fill the
+// queue for interactive requests. Called with mu held.
+func (s *Scheduler) checkFull(p Priority) error {
+	if s.queued(p) >= s.cfg.MaxQueueSize {
 		s.dropEnded()
 	}
-	if len(s.queue) >= s.cfg.MaxQueueSize {
+	if s.queued(p) >= s.cfg.MaxQueueSize {
 		// One slot frees when the oldest batch ahead starts.
 		return &RetryError{Err: ErrQueueFull, After: s.service / time.Duration(s.cfg.Instances), msg: "model queue is full"}
 	}
@@ -275,12 +286,13 @@ func (s *Scheduler) checkFull() error {
 }
 
 // shed refuses a request whose expected wait exceeds the budget, or whose
-// wait and run would outlast its deadline. Called with mu held.
+// wait and run would outlast its deadline. Background requests are never
+// shed: they wait. Called with mu held.
 func (s *Scheduler) shed(ctx context.Context) error {
-	if s.cfg.MaxQueueWait <= 0 || s.service == 0 {
+	if s.cfg.MaxQueueWait <= 0 || s.service == 0 || PriorityOf(ctx) != Interactive {
 		return nil
 	}
-	wait := s.expectedWait()
+	wait := s.expectedWait(Interactive)
 	allowed, why := s.cfg.MaxQueueWait, "the queue-wait budget"
 	if dl, ok := ctx.Deadline(); ok {
 		if left := dl.Sub(s.clock.Now()) - s.service - s.spread; left < allowed {
@@ -304,7 +316,8 @@ var testHookAwaitRelease = func() {}
 // Submit returns, no batch reads the inputs any more: the caller may reuse
 // them, even after an error.
 func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, error) {
-	r := &request{ctx: ctx, inputs: inputs, done: make(chan result, 1), released: make(chan struct{}), submitted: s.clock.Now()}
+	r := &request{ctx: ctx, inputs: inputs, prio: min(max(PriorityOf(ctx), Interactive), Background),
+		done: make(chan result, 1), released: make(chan struct{}), submitted: s.clock.Now()}
 	if err := s.enqueue(r); err != nil {
 		s.stats.fail(s.clock.Now().Sub(r.submitted))
 		return nil, err
@@ -321,6 +334,7 @@ func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, erro
 		// Still queued: it leaves now and frees its slot.
 		s.queue = slices.Delete(s.queue, i, i+1)
 		s.rows -= r.rows
+		s.rowsAt[r.prio] -= r.rows
 		s.mu.Unlock()
 		now := s.clock.Now()
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, ctx.Err())
@@ -349,17 +363,35 @@ func (s *Scheduler) enqueue(r *request) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if err := s.checkFull(); err != nil {
+	if err := s.checkFull(r.prio); err != nil {
 		return err
 	}
 	if err := s.shed(r.ctx); err != nil {
 		return err
 	}
 	r.queued = s.clock.Now()
-	s.queue = append(s.queue, r)
+	// After every request of its priority or higher, before the lower ones.
+	at := slices.IndexFunc(s.queue, func(q *request) bool { return q.prio > r.prio })
+	if at < 0 {
+		at = len(s.queue)
+	}
+	s.queue = slices.Insert(s.queue, at, r)
 	s.rows += r.rows
+	s.rowsAt[r.prio] += r.rows
 	demand.Add(1)
 	return nil
+}
+
+// queued counts the requests waiting at priority p or higher. Called with
+// mu held.
+func (s *Scheduler) queued(p Priority) int {
+	n := 0
+	for _, q := range s.queue {
+		if q.prio <= p {
+			n++
+		}
+	}
+	return n
 }
 
 // prepare validates a request and computes its row count and batch key.
@@ -472,7 +504,7 @@ func (s *Scheduler) nextBatchRecovering() (batch []*request, ok bool) {
 				default:
 				}
 			}
-			s.queue, s.rows = nil, 0
+			s.queue, s.rows, s.rowsAt = nil, 0, [Background + 1]int{}
 			s.mu.Unlock()
 			batch, ok = nil, false
 		}
@@ -515,7 +547,14 @@ func (s *Scheduler) takeBatch() (batch []*request, wait time.Duration, closed bo
 	}
 	take, due := s.candidates()
 	due = due || s.closed
-	deadline := s.queue[0].queued.Add(s.cfg.MaxQueueDelay)
+	// The oldest request's delay, wherever its priority put it.
+	oldest := s.queue[0].queued
+	for _, r := range s.queue {
+		if r.queued.Before(oldest) {
+			oldest = r.queued
+		}
+	}
+	deadline := oldest.Add(s.cfg.MaxQueueDelay)
 	wait = deadline.Sub(s.clock.Now())
 	if due || wait <= 0 {
 		s.busy++
@@ -562,6 +601,7 @@ func (s *Scheduler) remove(positions []int) []*request {
 	for i, p := range positions {
 		batch[i] = s.queue[p]
 		s.rows -= batch[i].rows
+		s.rowsAt[batch[i].prio] -= batch[i].rows
 		s.queue[p] = nil
 	}
 	s.queue = slices.DeleteFunc(s.queue, func(r *request) bool { return r == nil })
@@ -572,20 +612,22 @@ func (s *Scheduler) remove(positions []int) []*request {
 // never take a batch slot, and, when shedding is on, requests that have
 // waited past MaxQueueWait: the estimate that admitted them fell short
 // (the runs slowed down), and like Triton's queue policy with timeouts the
-// queue answers them 429 rather than let them finish ever later. So a
-// request that runs has waited no longer than the budget.
+// queue answers them 429 rather than let them finish ever later. So an
+// interactive request that runs has waited no longer than the budget;
+// background requests wait as long as it takes.
 func (s *Scheduler) dropEnded() {
 	now := s.clock.Now()
 	s.queue = slices.DeleteFunc(s.queue, func(r *request) bool {
 		err := r.ctx.Err()
-		if waited := now.Sub(r.queued); err == nil && s.cfg.MaxQueueWait > 0 && waited > s.cfg.MaxQueueWait {
-			err = &RetryError{Err: ErrOverloaded, After: max(s.expectedWait()-s.cfg.MaxQueueWait, time.Second), msg: fmt.Sprintf(
+		if waited := now.Sub(r.queued); err == nil && r.prio == Interactive && s.cfg.MaxQueueWait > 0 && waited > s.cfg.MaxQueueWait {
+			err = &RetryError{Err: ErrOverloaded, After: max(s.expectedWait(Interactive)-s.cfg.MaxQueueWait, time.Second), msg: fmt.Sprintf(
 				"model busy: the request waited %v in the queue, past the queue-wait budget of %v", waited.Round(time.Millisecond), s.cfg.MaxQueueWait)}
 		}
 		if err == nil {
 			return false
 		}
 		s.rows -= r.rows
+		s.rowsAt[r.prio] -= r.rows
 		close(r.released)
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, err)
 		s.stats.fail(now.Sub(r.submitted))

@@ -188,7 +188,7 @@ func TestOpenAPIValidatesResponses(t *testing.T) {
 	}
 	doc := loadOpenAPI(t)
 	registerDecoders.Do(func() {
-		for _, ct := range []string{"image/png", "image/jpeg", "text/html", "text/css", "text/javascript", "text/event-stream"} {
+		for _, ct := range []string{"image/png", "image/jpeg", "text/html", "text/css", "text/javascript", "text/event-stream", "application/zip", "application/x-ndjson"} {
 			openapi3filter.RegisterBodyDecoder(ct, openapi3filter.PlainBodyDecoder)
 		}
 	})
@@ -225,6 +225,9 @@ func TestOpenAPIValidatesResponses(t *testing.T) {
 	editCT, editBody := form(map[string]string{"prompt": "a cat", "steps": "2", "size": "64x64"}, map[string][]byte{"image": small})
 	b64 := base64.StdEncoding.EncodeToString
 	infer := jsonBody(map[string]any{"inputs": []map[string]any{{"name": "x", "shape": []int{1, 4}, "datatype": "FP32", "data": []float32{1, 2, 3, 4}}}})
+	jobCT, jobBody := form(map[string]string{"task": "remove-background", "model": "u2netp"}, map[string][]byte{"image": small})
+	job := submitJob(t, srv.URL, jobBody, jobCT, "")
+	awaitJob(t, srv.URL, job)
 
 	cases := []apiCase{
 		{"GET", "/", "/", "", nil, 200},
@@ -287,6 +290,16 @@ func TestOpenAPIValidatesResponses(t *testing.T) {
 		{"POST", "/v1/images/generations", "/v1/images/generations", js, jsonBody(map[string]any{"prompt": "a cat", "model": "nope"}), 404},
 		{"POST", "/v1/images/edits", "/v1/images/edits", editCT, editBody, 200},
 		{"POST", "/v1/images/edits", "/v1/images/edits", js, jsonBody(map[string]any{"prompt": "a cat"}), 415},
+
+		{"POST", "/v1/jobs", "/v1/jobs", jobCT, jobBody, 202},
+		{"POST", "/v1/jobs", "/v1/jobs?task=paint", "application/zip", []byte("PK"), 400},
+		{"GET", "/v1/jobs/{id}", "/v1/jobs/" + job, "", nil, 200},
+		{"GET", "/v1/jobs/{id}/events", "/v1/jobs/" + job + "/events", "", nil, 200},
+		{"GET", "/v1/jobs/{id}/results", "/v1/jobs/" + job + "/results", "", nil, 200},
+		{"GET", "/v1/jobs/{id}/items/{name}", "/v1/jobs/" + job + "/items/image.png", "", nil, 200},
+		{"GET", "/v1/jobs/{id}/items/{name}", "/v1/jobs/" + job + "/items/nope.png", "", nil, 404},
+		{"DELETE", "/v1/jobs/{id}", "/v1/jobs/" + job, "", nil, 200},
+		{"GET", "/v1/jobs/{id}", "/v1/jobs/" + job, "", nil, 404},
 
 		{"GET", "/v1/models", "/v1/models", "", nil, 200},
 		{"GET", "/metrics", "/metrics", "", nil, 200},

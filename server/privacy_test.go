@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/imgserve/imgserve/internal/redistest"
 	"github.com/imgserve/imgserve/internal/testfiles"
 	"github.com/imgserve/imgserve/internal/testmodels"
 	pb "github.com/imgserve/imgserve/server/kserve/inferencepb"
@@ -181,22 +182,7 @@ func TestNoOutboundConnections(t *testing.T) {
 		{"GET", "/metrics", nil, nil},
 	}
 
-	stop := make(chan struct{})
-	watched := make(chan error, 1)
-	go func() { // samples the tables while the requests run
-		for {
-			if err := checkOwnSocketsLoopback(); err != nil {
-				watched <- err
-				return
-			}
-			select {
-			case <-stop:
-				watched <- nil
-				return
-			case <-time.After(2 * time.Millisecond):
-			}
-		}
-	}()
+	stopWatching := watchSocketsLoopback()
 	for _, r := range requests {
 		if code, _, resp := do(t, r.method, srv.URL+r.path, r.header, r.body); code != 200 {
 			t.Errorf("%s %s: %d %.200s", r.method, r.path, code, resp)
@@ -209,12 +195,36 @@ func TestNoOutboundConnections(t *testing.T) {
 	}); err != nil {
 		t.Errorf("gRPC infer: %v", err)
 	}
-	close(stop)
-	if err := <-watched; err != nil {
+	if err := stopWatching(); err != nil {
 		t.Fatal(err)
 	}
 	if err := checkOwnSocketsLoopback(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// watchSocketsLoopback samples the socket tables until the returned stop
+// is called, which reports the first socket found off loopback.
+func watchSocketsLoopback() (stop func() error) {
+	done := make(chan struct{})
+	watched := make(chan error, 1)
+	go func() {
+		for {
+			if err := checkOwnSocketsLoopback(); err != nil {
+				watched <- err
+				return
+			}
+			select {
+			case <-done:
+				watched <- nil
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		return <-watched
 	}
 }
 
@@ -304,4 +314,72 @@ func isLoopbackOrUnset(hex string) bool {
 		return strings.HasSuffix(hex, "7F")
 	}
 	return false
+}
+
+// Jobs keep the same promises, in process and over Redis: no file in
+// TMPDIR or the tree, no content in the logs (the marker is in the
+// images, their file names and a parameter), and no socket but loopback
+// ones (the configured Redis is on loopback here) while jobs run.
+func TestJobsTouchNoDiskLogNoContentAndStayLocal(t *testing.T) {
+	for _, store := range []string{"memory", "redis"} {
+		t.Run(store, func(t *testing.T) {
+			tmp := t.TempDir()
+			t.Setenv("TMPDIR", tmp)
+			wd, _ := os.Getwd()
+			before := filesUnder(t, wd)
+			opts := []func(*Options){}
+			if store == "redis" {
+				opts = append(opts, withJobsRedis(t, redistest.Start(t).URL, time.Minute))
+			}
+			srv := startServer(t, everyFamilyConfig, testmodels.Dir(), opts...)
+
+			stopWatching := watchSocketsLoopback()
+			name := func(i int) string { return fmt.Sprintf("%s-%d.png", privacyMarker, i) }
+			var files [][3]any
+			archive := map[string][]byte{}
+			for i := range 4 {
+				files = append(files, [3]any{"image", name(i), markedPNG(t, 64, 48)})
+				archive[name(i)] = markedPNG(t, 64, 48)
+			}
+			files = append(files, [3]any{"image", privacyMarker + "-bad.png", []byte("GIF89a" + privacyMarker)})
+			body, ct := form(t, map[string]string{"task": "remove-background", "model": "u2netp", "note": privacyMarker}, files...)
+			// A job whose upload is refused, naming the file in its error.
+			if code, _, _ := do(t, "POST", srv.URL+"/v1/jobs", map[string]string{"Content-Type": ct}, body); code/100 != 4 {
+				t.Fatalf("a job with a broken image: %d", code)
+			}
+			body, ct = form(t, map[string]string{"task": "remove-background", "model": "u2netp", "note": privacyMarker}, files[:4]...)
+			ids := []string{
+				submitJob(t, srv.URL, body, ct, ""),
+				submitJob(t, srv.URL, zipOf(t, archive), "application/zip", "?task=caption&note="+privacyMarker),
+			}
+			for _, id := range ids {
+				if st := awaitJob(t, srv.URL, id); st.Done != 4 {
+					t.Fatalf("job: %+v", st)
+				}
+				if len(jobResultsOf(t, srv.URL, id)) != 4 {
+					t.Fatal("results missing")
+				}
+				if code, _, _ := do(t, "GET", srv.URL+"/v1/jobs/"+id+"/items/"+name(1), nil, nil); code != 200 {
+					t.Fatalf("item: %d", code)
+				}
+			}
+			do(t, "DELETE", srv.URL+"/v1/jobs/"+ids[0], nil, nil)
+			if err := stopWatching(); err != nil {
+				t.Fatal(err)
+			}
+			if got := filesUnder(t, tmp); len(got) != 0 {
+				t.Fatalf("jobs left files in TMPDIR: %v", got)
+			}
+			if after := filesUnder(t, wd); len(after) != len(before) {
+				t.Fatalf("jobs created files in the working tree: %d before, %d after", len(before), len(after))
+			}
+			logs := srv.Logs.String()
+			if strings.Contains(logs, privacyMarker) {
+				t.Fatalf("the server logged job content or file names:\n%s", logs)
+			}
+			if !strings.Contains(logs, "job created") || !strings.Contains(logs, "job finished") || !strings.Contains(logs, "job deleted") {
+				t.Fatalf("expected job log lines (ids, counts, timings), got:\n%s", logs)
+			}
+		})
+	}
 }

@@ -31,6 +31,9 @@ type Feature struct {
 	// body and keep answering while the server drains, so an orchestrator
 	// sees a busy or draining server as it is.
 	Probe bool
+	// Background marks the jobs API's routes: a request to one is not
+	// interactive work, which job items make way for.
+	Background bool
 }
 
 // Access is a route's requirement for callers when API keys are

@@ -20,6 +20,7 @@ import (
 
 	"github.com/imgserve/imgserve/index"
 	"github.com/imgserve/imgserve/internal/recovered"
+	"github.com/imgserve/imgserve/jobs"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/matting"
 	"github.com/imgserve/imgserve/preprocess"
@@ -72,6 +73,8 @@ type Options struct {
 	HeaderTimeout, BodyTimeout, WriteTimeout, IdleTimeout time.Duration
 	// MaxConnections bounds open connections; past it new ones get 503.
 	MaxConnections int
+	// Jobs configure batch jobs (/v1/jobs).
+	Jobs JobOptions
 	// Playground serves the web page at / that tries each capability
 	// through the API; off, / answers 404.
 	Playground bool
@@ -103,6 +106,14 @@ type Server struct {
 	// ending open gRPC streams.
 	streamsStop chan struct{}
 	stopStreams sync.Once
+	// jobs runs batch jobs from Serve to Shutdown; ownBackend is the
+	// in-process store when the options give none.
+	jobs       *jobs.Manager
+	ownBackend *jobs.Memory
+	jobsOnce   sync.Once
+	// interactive counts the requests in flight that job items make way
+	// for: every admitted request but probes and the jobs API's own.
+	interactive atomic.Int64
 }
 
 // New builds a server; Serve starts it.
@@ -131,6 +142,10 @@ func New(opts Options) *Server {
 	opts.IdleTimeout = orDefault(opts.IdleTimeout, DefaultIdleTimeout)
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
+	}
+	opts.Jobs.TTL = min(orDefault(opts.Jobs.TTL, DefaultJobTTL), jobs.MaxTTL)
+	if opts.Jobs.Memory <= 0 {
+		opts.Jobs.Memory = DefaultJobMemory
 	}
 	opts.Metrics.watch(opts.Admission)
 	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), alpha: matting.NewAlphaMatter(opts.AlphaMatting),
@@ -186,6 +201,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		cfg.NextProtos = []string{"http/1.1"}
 		ln = tls.NewListener(ln, cfg)
 	}
+	s.startJobs()
 	return s.http.Serve(ln)
 }
 
@@ -211,11 +227,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			cancel()
 			s.stopGRPC(done)
 			s.http.ShutdownWithContext(done)
+			go s.stopJobs() // the process exits: unfinished items stay for other replicas
 			return fmt.Errorf("%d requests still in flight: %w", s.inflight.Load(), ctx.Err())
 		case <-tick.C:
 		}
 	}
 	s.stopGRPC(ctx)
+	s.stopJobs()
 	return s.http.ShutdownWithContext(ctx)
 }
 
@@ -335,6 +353,10 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, r route, p routeParams, t *admi
 	}()
 	if !r.Probe {
 		defer watchDisconnect(ctx.Conn(), cancel)()
+	}
+	if !r.Probe && !r.Background {
+		s.interactive.Add(1)
+		defer s.interactive.Add(-1)
 	}
 	ctx.SetUserValue(requestContextKey{}, rctx)
 	ctx.SetUserValue(requestStateKey{}, st)
@@ -503,11 +525,17 @@ func (s *Server) admit(ctx context.Context, authorization, id, route string, acc
 		}
 	}
 	s.inflight.Add(1)
+	if !probe {
+		s.interactive.Add(1)
+	}
 	rctx, cancel := context.WithTimeout(admission.WithTicket(ctx, t), s.opts.RequestTimeout)
 	return rctx, func() {
 		cancel()
 		t.Done()
 		s.inflight.Add(-1)
+		if !probe {
+			s.interactive.Add(-1)
+		}
 	}, nil
 }
 

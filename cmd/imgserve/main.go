@@ -22,6 +22,7 @@ import (
 	"github.com/imgserve/imgserve/index/pgstore"
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/jobs"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/models/catalog"
 	"github.com/imgserve/imgserve/models/matting"
@@ -60,6 +61,13 @@ reserve from before decoding (--memory-budget), and per-model load
 shedding by expected queue wait (--queue-wait-budget). What does not fit
 gets 429 (RESOURCE_EXHAUSTED) with Retry-After at once.
 
+Batch jobs (POST /v1/jobs) run many images under one task at a lower
+priority than single requests. A job and its results are erased
+--job-ttl after its last change (15m by default, 1h at most); what jobs
+hold is bounded by --jobs-memory. They live in this process, or with
+--jobs-redis in a Redis shared by replicas, which must keep nothing on
+disk (save "" and appendonly no).
+
 Flags:
 `
 
@@ -95,6 +103,11 @@ type options struct {
 	maxInFlight     int
 	memoryBudget    int64
 	queueWait       time.Duration
+
+	jobTTL     time.Duration
+	jobsMemory int64
+	jobsRedis  string
+	jobWorkers int
 }
 
 // sizeFlag is a byte count flag that takes units (512MiB, 2GiB).
@@ -161,8 +174,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.Var(sizeFlag{&o.memoryBudget}, "memory-budget", "memory admitted requests may reserve together (bodies, decoded images, tensors), such as 2GiB; past it 429 (default a quarter of the machine's or cgroup's memory)")
 	fs.BoolVar(&o.playground, "playground", true, "serve the playground page at / (try each model in a browser); --playground=false turns it off")
 	fs.DurationVar(&o.queueWait, "queue-wait-budget", 5*time.Second, "load shedding: refuse a request (429) whose expected wait in its model's queue exceeds this or its deadline; 0 turns shedding off (a model's batching.max_queue_wait overrides it)")
+	fs.DurationVar(&o.jobTTL, "job-ttl", server.DefaultJobTTL, "how long a batch job and its results are kept after its last change, at most 1h")
+	o.jobsMemory = server.DefaultJobMemory
+	fs.Var(sizeFlag{&o.jobsMemory}, "jobs-memory", "memory batch jobs may hold together, inputs and results (such as 2GiB); a job that does not fit is refused up front (413 when it never could, 429 with Retry-After when others must expire first)")
+	fs.StringVar(&o.jobsRedis, "jobs-redis", "", "keep batch jobs in Redis (redis://host:port/db), shared by every replica, instead of in this process; the Redis must keep nothing on disk (save \"\" and appendonly no), or the server refuses to start")
+	fs.IntVar(&o.jobWorkers, "job-workers", 0, "batch job items this process runs at once (0: twice the cores)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.jobTTL > jobs.MaxTTL {
+		return o, fmt.Errorf("--job-ttl %v is over 1h: imgserve promises that uploads and results are deleted within the hour", o.jobTTL)
+	}
+	if o.jobTTL <= 0 {
+		return o, errors.New("--job-ttl must be positive")
+	}
+	if o.jobsMemory <= 0 || o.jobWorkers < 0 {
+		return o, errors.New("--jobs-memory must be positive and --job-workers not negative")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -285,6 +312,18 @@ func serve(o options, log *slog.Logger) error {
 			return err
 		}
 	}
+	// A Redis that persists is refused before anything loads.
+	var jobStore jobs.Backend
+	if o.jobsRedis != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		r, err := jobs.OpenRedis(ctx, o.jobsRedis, jobs.RedisOptions{TTL: o.jobTTL, Budget: o.jobsMemory})
+		cancel()
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		jobStore = r
+	}
 	rt, started, err := inference.Start(inference.Libraries{
 		CPU:       o.ortLib,
 		CUDA:      o.ortCUDALib,
@@ -330,6 +369,7 @@ func serve(o options, log *slog.Logger) error {
 		WriteTimeout:   o.writeTimeout,
 		IdleTimeout:    o.idleTimeout,
 		MaxConnections: o.maxConnections,
+		Jobs:           server.JobOptions{Backend: jobStore, TTL: o.jobTTL, Memory: o.jobsMemory, Workers: o.jobWorkers},
 		Playground:     o.playground,
 	})
 	ln, err := net.Listen("tcp", o.addr)
@@ -368,7 +408,8 @@ func serve(o options, log *slog.Logger) error {
 		"scheme", scheme, "onnxruntime", rt.Version(), "models_dir", o.modelsDir, "decoders", preprocess.Decoders(),
 		"resize_kernels", preprocess.ResizeKernels(),
 		"api_keys", keys.Len(), "max_inflight", o.maxInFlight, "memory_budget", admission.Size(o.memoryBudget),
-		"queue_wait_budget", o.queueWait.String())
+		"queue_wait_budget", o.queueWait.String(), "job_ttl", o.jobTTL.String(), "jobs_memory", admission.Size(o.jobsMemory),
+		"jobs_store", jobsStoreName(o))
 
 	// Models load after the listener is up, so liveness answers at once and
 	// readiness turns 200 when every present model has loaded and warmed up.
@@ -438,6 +479,14 @@ func drain(o options, log *slog.Logger, srv *server.Server, reg *models.Registry
 	}
 	log.Info("imgserve stopped cleanly")
 	return nil
+}
+
+// jobsStoreName says where jobs live, without the Redis URL's password.
+func jobsStoreName(o options) string {
+	if o.jobsRedis == "" {
+		return "memory"
+	}
+	return "redis"
 }
 
 func splitList(s string) []string {

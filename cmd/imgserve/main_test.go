@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/imgserve/imgserve/internal/paths"
+	"github.com/imgserve/imgserve/internal/redistest"
 )
 
 func TestHelpListsFlags(t *testing.T) {
@@ -55,6 +56,9 @@ func TestBadStartsFailClearly(t *testing.T) {
 		{[]string{"--index-snapshot", "x.snap", "--index-postgres", "postgres://localhost/x"}, 2, "exclude each other"},
 		{[]string{"--index-max-items", "-1"}, 2, "must not be negative"},
 		{[]string{"--index-compact-mib", "0"}, 2, "at least 1"},
+		{[]string{"--job-ttl", "2h"}, 2, "--job-ttl 2h0m0s is over 1h"},
+		{[]string{"--job-ttl", "0s"}, 2, "--job-ttl must be positive"},
+		{[]string{"--jobs-redis", "http://localhost"}, 1, "want redis://host:port/db"},
 	}
 	for _, c := range cases {
 		var out bytes.Buffer
@@ -168,4 +172,15 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// A Redis that writes to disk is refused at start-up, saying how to fix
+// it, before any model loads.
+func TestPersistingRedisIsRefused(t *testing.T) {
+	srv := redistest.Start(t, "--appendonly", "yes")
+	var out bytes.Buffer
+	if code := run([]string{"--jobs-redis", srv.URL}, &out); code != 1 ||
+		!strings.Contains(out.String(), "writes to disk") || !strings.Contains(out.String(), "appendonly no") {
+		t.Fatalf("exit %d: %s", code, out.String())
+	}
 }
