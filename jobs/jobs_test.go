@@ -280,22 +280,36 @@ func TestItemsMakeWayForInteractiveWork(t *testing.T) {
 		mem := NewMemory(time.Minute, 1<<20, nil)
 		var mu sync.Mutex
 		running, most := 0, 0
+		inputs := make([]Input, 3)
+		for i := range inputs {
+			inputs[i] = Input{Name: fmt.Sprint(i), Image: []byte("x")}
+		}
 		run := func(ctx context.Context, w Work) (Output, error) {
 			mu.Lock()
 			running++
 			most = max(most, running)
 			mu.Unlock()
-			time.Sleep(50 * time.Millisecond)
+			if busy {
+				time.Sleep(50 * time.Millisecond)
+			} else {
+				// Idle: every item must be able to run beside the others, so
+				// each waits for all to have started (not for a time slice,
+				// which a slow machine may never overlap).
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+					mu.Lock()
+					all := most == len(inputs)
+					mu.Unlock()
+					if all {
+						break
+					}
+				}
+			}
 			mu.Lock()
 			running--
 			mu.Unlock()
 			return upper(ctx, w)
 		}
 		m := NewManager(Options{Backend: mem, Run: run, TTL: time.Minute, Workers: 4, Busy: func() bool { return busy }})
-		inputs := make([]Input, 3)
-		for i := range inputs {
-			inputs[i] = Input{Name: fmt.Sprint(i), Image: []byte("x")}
-		}
 		st, err := m.Submit(context.Background(), Spec{Task: TaskCaption}, inputs)
 		if err != nil {
 			t.Fatal(err)
