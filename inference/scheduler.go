@@ -152,8 +152,7 @@ type Scheduler struct {
 	// queue is ordered by priority, then arrival: an interactive request
 	// goes before every background one.
 	queue   []*request
-	rows    int                 // rows waiting in queue
-	rowsAt  [Background + 1]int // of which, at each priority
+	rowsAt  [Background + 1]int // rows waiting in queue, at each priority
 	busy    int                 // batches running
 	closed  bool
 	service time.Duration // moving average of a batch's run time; 0 until measured
@@ -333,7 +332,6 @@ func (s *Scheduler) Submit(ctx context.Context, inputs []Tensor) ([]Tensor, erro
 	if i := slices.Index(s.queue, r); i >= 0 {
 		// Still queued: it leaves now and frees its slot.
 		s.queue = slices.Delete(s.queue, i, i+1)
-		s.rows -= r.rows
 		s.rowsAt[r.prio] -= r.rows
 		s.mu.Unlock()
 		now := s.clock.Now()
@@ -376,7 +374,6 @@ func (s *Scheduler) enqueue(r *request) error {
 		at = len(s.queue)
 	}
 	s.queue = slices.Insert(s.queue, at, r)
-	s.rows += r.rows
 	s.rowsAt[r.prio] += r.rows
 	demand.Add(1)
 	return nil
@@ -504,7 +501,7 @@ func (s *Scheduler) nextBatchRecovering() (batch []*request, ok bool) {
 				default:
 				}
 			}
-			s.queue, s.rows, s.rowsAt = nil, 0, [Background + 1]int{}
+			s.queue, s.rowsAt = nil, [Background + 1]int{}
 			s.mu.Unlock()
 			batch, ok = nil, false
 		}
@@ -600,7 +597,6 @@ func (s *Scheduler) remove(positions []int) []*request {
 	batch := make([]*request, len(positions))
 	for i, p := range positions {
 		batch[i] = s.queue[p]
-		s.rows -= batch[i].rows
 		s.rowsAt[batch[i].prio] -= batch[i].rows
 		s.queue[p] = nil
 	}
@@ -626,7 +622,6 @@ func (s *Scheduler) dropEnded() {
 		if err == nil {
 			return false
 		}
-		s.rows -= r.rows
 		s.rowsAt[r.prio] -= r.rows
 		close(r.released)
 		s.obs.ObserveRequest(now.Sub(r.queued), 0, err)
