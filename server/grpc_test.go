@@ -459,7 +459,7 @@ func TestGRPCGracefulDrain(t *testing.T) {
 			results <- err
 		}()
 	}
-	waitUntil(t, "requests in flight", func() bool { return srv.Server.inflight.Load() >= inFlight })
+	waitUntil(t, "requests admitted", func() bool { return len(srv.Server.InFlight()) >= inFlight })
 	shutdown := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -570,10 +570,9 @@ func TestGracefulShutdownDrains(t *testing.T) {
 			results <- code
 		}()
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for srv.Server.inflight.Load() < inFlight && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	// Admitted, not merely arrived: a request that has not yet passed the
+	// draining check when Shutdown begins is rightly refused.
+	waitUntil(t, "requests admitted", func() bool { return len(srv.Server.InFlight()) >= inFlight })
 	shutdown := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
