@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"mime/multipart"
 	"net/http"
@@ -222,34 +221,8 @@ func (s *Server) readJobUpload(ctx *fasthttp.RequestCtx) (params map[string]stri
 		return nil, nil, nil, newError(http.StatusUnsupportedMediaType, "unsupported_media_type",
 			`send multipart/form-data with "image" parts, or an application/zip archive`)
 	}
-	if mp["boundary"] == "" {
-		return nil, nil, nil, newError(http.StatusBadRequest, "bad_request", "multipart body without a boundary")
-	}
-	rctx := requestContext(ctx)
-	mr := multipart.NewReader(bytes.NewReader(body), mp["boundary"])
 	var archive []byte
-	for {
-		part, err := mr.NextPart()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, nil, nil, newError(http.StatusBadRequest, "bad_request", "malformed multipart body: "+err.Error())
-		}
-		name, file := part.FormName(), part.FileName()
-		limit := maxFieldBytes
-		if file != "" {
-			limit = s.opts.MaxBodySize
-		}
-		// The parts are copies of the body: they count against the budget.
-		data, err := readLimited(part, -1, limit, func(n int64) error { return admission.Reserve(rctx, n) })
-		part.Close()
-		switch {
-		case err == errBodyTooLarge:
-			return nil, nil, nil, newError(http.StatusRequestEntityTooLarge, "too_large", "form field "+strconv.Quote(name)+" too large")
-		case err != nil:
-			return nil, nil, nil, err
-		}
+	err = eachPart(requestContext(ctx), body, mp["boundary"], s.opts.MaxBodySize, func(name, file string, data []byte) error {
 		switch {
 		case name == "image" && file != "":
 			images = append(images, jobs.File{Name: file, Data: data})
@@ -258,10 +231,14 @@ func (s *Server) readJobUpload(ctx *fasthttp.RequestCtx) (params map[string]stri
 		case name == "archive":
 			archive = data
 		case name == "image" || name == "mask":
-			return nil, nil, nil, newError(http.StatusBadRequest, "bad_request", strconv.Quote(name)+` parts need a file name: results and masks match images by it`)
+			return newError(http.StatusBadRequest, "bad_request", strconv.Quote(name)+` parts need a file name: results and masks match images by it`)
 		default:
 			params[name] = string(data)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	if archive != nil {
 		if len(images) > 0 {

@@ -52,11 +52,37 @@ func filesUnder(t *testing.T, dir string) []string {
 	return out
 }
 
-func TestNothingTouchesDiskOrLogs(t *testing.T) {
+// noTraces watches where an upload could leave a trace: TMPDIR, set to
+// an empty folder for the test, and the working tree.
+type noTraces struct {
+	tmp, wd string
+	before  int
+}
+
+func watchTraces(t *testing.T) noTraces {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // where any spilled upload would land
 	wd, _ := os.Getwd()
-	before := filesUnder(t, wd)
+	return noTraces{tmp: tmp, wd: wd, before: len(filesUnder(t, wd))}
+}
+
+// check fails when what ran left a file in TMPDIR or the tree, or the
+// marker in the logs.
+func (w noTraces) check(t *testing.T, what, logs string) {
+	t.Helper()
+	if got := filesUnder(t, w.tmp); len(got) != 0 {
+		t.Fatalf("%s left files in TMPDIR: %v", what, got)
+	}
+	if after := filesUnder(t, w.wd); len(after) != w.before {
+		t.Fatalf("%s created files in the working tree: %d before, %d after", what, w.before, len(after))
+	}
+	if strings.Contains(logs, privacyMarker) {
+		t.Fatalf("the server logged content of %s:\n%s", what, logs)
+	}
+}
+
+func TestNothingTouchesDiskOrLogs(t *testing.T) {
+	traces := watchTraces(t)
 	srv := startServer(t, mattingConfig, realModelsDir(), func(o *Options) { o.MaxBodySize = 64 << 20 })
 
 	small := markedPNG(t, 64, 48)
@@ -108,16 +134,8 @@ func TestNothingTouchesDiskOrLogs(t *testing.T) {
 		t.Fatalf("bad gRPC infer: %v", err)
 	}
 
-	if got := filesUnder(t, tmp); len(got) != 0 {
-		t.Fatalf("requests left files in TMPDIR: %v", got)
-	}
-	if after := filesUnder(t, wd); len(after) != len(before) {
-		t.Fatalf("requests created files in the working tree: %d before, %d after", len(before), len(after))
-	}
 	logs := srv.Logs.String()
-	if strings.Contains(logs, privacyMarker) {
-		t.Fatalf("the server logged request content:\n%s", logs)
-	}
+	traces.check(t, "requests", logs)
 	if !strings.Contains(logs, "route=/v1/remove-background") || !strings.Contains(logs, "transport=grpc method=ModelInfer") {
 		t.Fatalf("expected request log lines (sizes and timings), got:\n%s", logs)
 	}
@@ -323,10 +341,7 @@ func isLoopbackOrUnset(hex string) bool {
 func TestJobsTouchNoDiskLogNoContentAndStayLocal(t *testing.T) {
 	for _, store := range []string{"memory", "redis"} {
 		t.Run(store, func(t *testing.T) {
-			tmp := t.TempDir()
-			t.Setenv("TMPDIR", tmp)
-			wd, _ := os.Getwd()
-			before := filesUnder(t, wd)
+			traces := watchTraces(t)
 			opts := []func(*Options){}
 			if store == "redis" {
 				opts = append(opts, withJobsRedis(t, redistest.Start(t).URL, time.Minute))
@@ -367,16 +382,8 @@ func TestJobsTouchNoDiskLogNoContentAndStayLocal(t *testing.T) {
 			if err := stopWatching(); err != nil {
 				t.Fatal(err)
 			}
-			if got := filesUnder(t, tmp); len(got) != 0 {
-				t.Fatalf("jobs left files in TMPDIR: %v", got)
-			}
-			if after := filesUnder(t, wd); len(after) != len(before) {
-				t.Fatalf("jobs created files in the working tree: %d before, %d after", len(before), len(after))
-			}
 			logs := srv.Logs.String()
-			if strings.Contains(logs, privacyMarker) {
-				t.Fatalf("the server logged job content or file names:\n%s", logs)
-			}
+			traces.check(t, "jobs", logs)
 			if !strings.Contains(logs, "job created") || !strings.Contains(logs, "job finished") || !strings.Contains(logs, "job deleted") {
 				t.Fatalf("expected job log lines (ids, counts, timings), got:\n%s", logs)
 			}

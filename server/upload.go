@@ -66,26 +66,41 @@ func parseUpload(ctx *fasthttp.RequestCtx, maxBody int) (*upload, error) {
 }
 
 func (u *upload) readMultipart(ctx context.Context, body []byte, boundary string, maxBody int) error {
+	return eachPart(ctx, body, boundary, maxBody, func(name, file string, data []byte) error {
+		if file != "" {
+			u.files[name] = data
+		} else {
+			u.fields[name] = string(data)
+		}
+		return nil
+	})
+}
+
+// eachPart reads a multipart/form-data body in memory and calls part with
+// each part's form name, file name ("" for a plain field) and content. A
+// file may be up to maxBody bytes, a field up to maxFieldBytes; the
+// copies are reserved from the request's memory budget.
+func eachPart(ctx context.Context, body []byte, boundary string, maxBody int, part func(name, file string, data []byte) error) error {
 	if boundary == "" {
 		return newError(http.StatusBadRequest, "bad_request", "multipart body without a boundary")
 	}
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
 	for {
-		part, err := mr.NextPart()
+		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return newError(http.StatusBadRequest, "bad_request", "malformed multipart body: "+err.Error())
 		}
-		name := part.FormName()
+		name, file := p.FormName(), p.FileName()
 		limit := maxFieldBytes
-		if part.FileName() != "" {
+		if file != "" {
 			limit = maxBody
 		}
 		// The parts are copies of the body: they count against the budget.
-		data, err := readLimited(part, -1, limit, func(n int64) error { return admission.Reserve(ctx, n) })
-		part.Close()
+		data, err := readLimited(p, -1, limit, func(n int64) error { return admission.Reserve(ctx, n) })
+		p.Close()
 		switch {
 		case err == errBodyTooLarge:
 			return newError(http.StatusRequestEntityTooLarge, "too_large", "form field "+strconv.Quote(name)+" too large")
@@ -94,10 +109,8 @@ func (u *upload) readMultipart(ctx context.Context, body []byte, boundary string
 		case err != nil:
 			return newError(http.StatusBadRequest, "bad_request", "malformed multipart body: "+err.Error())
 		}
-		if part.FileName() != "" {
-			u.files[name] = data
-		} else {
-			u.fields[name] = string(data)
+		if err := part(name, file, data); err != nil {
+			return err
 		}
 	}
 }
