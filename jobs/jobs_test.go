@@ -322,3 +322,62 @@ func TestItemsMakeWayForInteractiveWork(t *testing.T) {
 		}
 	}
 }
+
+// Workers that were idle when a job came all take its items: the signal
+// that wakes one idle worker is passed on while items wait. (The server's
+// workers are idle long before a job comes; a job's items ran one at a
+// time when only one woke.)
+func TestIdleWorkersAllTakeANewJobsItems(t *testing.T) {
+	const workers = 4
+	mem := NewMemory(time.Minute, 1<<20, nil)
+	defer mem.Close()
+	var mu sync.Mutex
+	running, most, want := 0, 0, 1
+	run := func(ctx context.Context, w Work) (Output, error) {
+		mu.Lock()
+		running++
+		most = max(most, running)
+		mu.Unlock()
+		// Each item waits for want items to have started together, or
+		// gives up after 10 s.
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			mu.Lock()
+			all := most >= want
+			mu.Unlock()
+			if all {
+				break
+			}
+		}
+		mu.Lock()
+		running--
+		mu.Unlock()
+		return upper(ctx, w)
+	}
+	m := NewManager(Options{Backend: mem, Run: run, TTL: time.Minute, Workers: workers})
+	defer m.Close()
+	// A first job leaves every worker idle, waiting for the next.
+	first, err := m.Submit(context.Background(), Spec{Task: TaskCaption}, []Input{{Name: "first", Image: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, m, first.ID)
+	mu.Lock()
+	most, want = 0, workers
+	mu.Unlock()
+	time.Sleep(50 * time.Millisecond) // let the workers park (the check holds either way)
+
+	inputs := make([]Input, workers)
+	for i := range inputs {
+		inputs[i] = Input{Name: fmt.Sprint(i), Image: []byte("x")}
+	}
+	st, err := m.Submit(context.Background(), Spec{Task: TaskCaption}, inputs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFinished(t, m, st.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if most != workers {
+		t.Fatalf("%d items ran at once, want %d: idle workers did not all take the job's items", most, workers)
+	}
+}

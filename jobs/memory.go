@@ -186,6 +186,11 @@ func (m *Memory) Next(ctx context.Context) (Work, error) {
 		if len(m.queue) > 0 {
 			w := m.queue[0]
 			m.queue = m.queue[1:]
+			if len(m.queue) > 0 {
+				// One signal woke this worker: pass it on, so that every
+				// idle worker takes an item, not one at a time.
+				m.signal(m.wake)
+			}
 			j := m.jobs[w.Job]
 			w.Spec, w.Input = j.spec, j.inputs[w.Index]
 			j.status.ItemStatus[w.Index].Status = StateRunning
