@@ -34,6 +34,9 @@ type Work struct {
 	Index int
 	Spec  Spec
 	Input Input
+	// Reclaimed: this replica took the item over from one that stopped
+	// renewing it (Redis only).
+	Reclaimed bool
 	// ref is the backend's handle on the item (a stream message id).
 	ref string
 }

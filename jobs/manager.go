@@ -30,7 +30,10 @@ type Options struct {
 	// wait for it to end (or a second, and then run one at a time), so
 	// that a job takes the cores single requests would need only when
 	// they are idle. nil: never.
-	Busy   func() bool
+	Busy func() bool
+	// Ran is told of each item this process ran to the end (not those
+	// cut off by Close) and whether it failed, for metrics; nil: nobody.
+	Ran    func(w Work, failed bool)
 	Logger *slog.Logger
 	Clock  Clock
 }
@@ -173,6 +176,9 @@ func (m *Manager) work(ctx context.Context) {
 			failure = err.Error()
 		}
 		m.ran.Add(1)
+		if m.o.Ran != nil {
+			m.o.Ran(w, err != nil)
+		}
 		st, err := m.o.Backend.Finish(ctx, w, out, failure)
 		switch {
 		case errors.Is(err, ErrNotFound):

@@ -39,11 +39,16 @@ type Redis struct {
 	beating map[string]context.CancelFunc
 }
 
+// RedisStream is the stream job items travel through and RedisGroup its
+// consumer group, whose consumers are the replicas, each named
+// host-pid-random: XPENDING RedisStream RedisGroup shows the items each
+// replica holds.
 const (
-	redisStream = "imgserve:jobs:items"
-	redisGroup  = "imgserve"
-	redisBudget = "imgserve:jobs:budget"
+	RedisStream = "imgserve:jobs:items"
+	RedisGroup  = "imgserve"
 )
+
+const redisBudget = "imgserve:jobs:budget"
 
 // jobKeys are a job's keys: status, item states, inputs, results.
 func jobKeys(id string) []string {
@@ -56,10 +61,14 @@ type RedisOptions struct {
 	TTL    time.Duration
 	Budget int64
 	// ClaimAfter is how long an item may stay with a replica that stopped
-	// renewing it before another takes it over (default 30 s).
+	// renewing it before another takes it over (default
+	// DefaultClaimAfter).
 	ClaimAfter time.Duration
 	Clock      Clock
 }
+
+// DefaultClaimAfter is RedisOptions.ClaimAfter's default.
+const DefaultClaimAfter = 30 * time.Second
 
 // OpenRedis connects to redis://host:port/db and checks that this Redis
 // keeps nothing on disk: uploads written to an RDB snapshot or an AOF
@@ -74,12 +83,12 @@ func OpenRedis(ctx context.Context, url string, o RedisOptions) (*Redis, error) 
 		c.Close()
 		return nil, err
 	}
-	if err := c.XGroupCreateMkStream(ctx, redisStream, redisGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+	if err := c.XGroupCreateMkStream(ctx, RedisStream, RedisGroup, "0").Err(); err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
 		c.Close()
 		return nil, fmt.Errorf("jobs redis at %s: creating the consumer group: %w", opt.Addr, err)
 	}
 	if o.ClaimAfter <= 0 {
-		o.ClaimAfter = 30 * time.Second
+		o.ClaimAfter = DefaultClaimAfter
 	}
 	if o.Clock == nil {
 		o.Clock = realClock{}
@@ -175,7 +184,7 @@ func (r *Redis) Create(ctx context.Context, st Status, spec Spec, inputs []Input
 			p.PExpire(ctx, k, r.ttl)
 		}
 		for i := range inputs {
-			p.XAdd(ctx, &redis.XAddArgs{Stream: redisStream, Values: []any{"job", st.ID, "item", i}})
+			p.XAdd(ctx, &redis.XAddArgs{Stream: RedisStream, Values: []any{"job", st.ID, "item", i}})
 		}
 		return nil
 	})
@@ -287,7 +296,7 @@ return 1
 
 func (r *Redis) Next(ctx context.Context) (Work, error) {
 	for {
-		msg, err := r.nextMessage(ctx)
+		msg, reclaimed, err := r.nextMessage(ctx)
 		if err != nil {
 			return Work{}, err
 		}
@@ -302,7 +311,7 @@ func (r *Redis) Next(ctx context.Context) (Work, error) {
 			r.drop(ctx, msg.ID)
 			continue
 		}
-		w.ref = msg.ID
+		w.ref, w.Reclaimed = msg.ID, reclaimed
 		r.heartbeat(ctx, msg.ID)
 		return w, nil
 	}
@@ -323,7 +332,7 @@ func (r *Redis) heartbeat(ctx context.Context, ref string) {
 				return
 			case <-time.After(r.claimAfter / 3):
 			}
-			r.c.XClaimJustID(ctx, &redis.XClaimArgs{Stream: redisStream, Group: redisGroup, Consumer: r.consumer, Messages: []string{ref}})
+			r.c.XClaimJustID(ctx, &redis.XClaimArgs{Stream: RedisStream, Group: RedisGroup, Consumer: r.consumer, Messages: []string{ref}})
 		}
 	}()
 }
@@ -338,25 +347,26 @@ func (r *Redis) stopHeartbeat(ref string) {
 	}
 }
 
-// nextMessage reclaims items left pending by a dead replica first, then
-// reads new ones, blocking a second at a time so that ctx is heard.
-func (r *Redis) nextMessage(ctx context.Context) (redis.XMessage, error) {
+// nextMessage reclaims items left pending by a dead replica first (and
+// says so), then reads new ones, blocking a second at a time so that ctx
+// is heard.
+func (r *Redis) nextMessage(ctx context.Context) (redis.XMessage, bool, error) {
 	for {
 		if m, ok, err := r.reclaimed(ctx); ok || err != nil {
-			return m, err
+			return m, ok, err
 		}
-		res, err := r.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: redisGroup, Consumer: r.consumer,
-			Streams: []string{redisStream, ">"}, Count: 1, Block: time.Second}).Result()
+		res, err := r.c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: RedisGroup, Consumer: r.consumer,
+			Streams: []string{RedisStream, ">"}, Count: 1, Block: time.Second}).Result()
 		switch {
 		case ctx.Err() != nil:
-			return redis.XMessage{}, ctx.Err()
+			return redis.XMessage{}, false, ctx.Err()
 		case errors.Is(err, redis.Nil):
 			continue
 		case err != nil:
-			return redis.XMessage{}, err
+			return redis.XMessage{}, false, err
 		}
 		if len(res) > 0 && len(res[0].Messages) > 0 {
-			return res[0].Messages[0], nil
+			return res[0].Messages[0], false, nil
 		}
 	}
 }
@@ -368,7 +378,7 @@ func (r *Redis) reclaimed(ctx context.Context) (redis.XMessage, bool, error) {
 	defer r.mu.Unlock()
 	if len(r.claimed) == 0 && r.clock.Now().Sub(r.lastClaim) >= r.claimAfter/4 {
 		r.lastClaim = r.clock.Now()
-		msgs, _, err := r.c.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: redisStream, Group: redisGroup,
+		msgs, _, err := r.c.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: RedisStream, Group: RedisGroup,
 			Consumer: r.consumer, MinIdle: r.claimAfter, Start: "0-0", Count: 16}).Result()
 		if err != nil {
 			return redis.XMessage{}, false, err
@@ -426,8 +436,8 @@ func (r *Redis) load(ctx context.Context, id string, i int) (Work, bool, error) 
 }
 
 func (r *Redis) drop(ctx context.Context, ref string) {
-	r.c.XAck(ctx, redisStream, redisGroup, ref)
-	r.c.XDel(ctx, redisStream, ref)
+	r.c.XAck(ctx, RedisStream, RedisGroup, ref)
+	r.c.XDel(ctx, RedisStream, ref)
 }
 
 // finishScript records an item once: a reclaimed item that both replicas

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,24 @@ func TestJobsAcrossRedisReplicas(t *testing.T) {
 	}
 	if ranA+ranB != 500 {
 		t.Fatalf("items run: %d and %d, %d in all for 500 items: a live replica's item was taken over", ranA, ranB, ranA+ranB)
+	}
+	// Each replica's /metrics counts the items it ran, all done, none
+	// taken over.
+	for _, s := range []*testServer{a, b} {
+		var done, other float64
+		for _, line := range strings.Split(metricsText(t, s.URL), "\n") {
+			name, v, _ := strings.Cut(line, " ")
+			f, _ := strconv.ParseFloat(v, 64)
+			switch {
+			case strings.HasPrefix(name, `imgserve_job_items_total{outcome="done",`):
+				done += f
+			case strings.HasPrefix(name, "imgserve_job_items_total{"), strings.HasPrefix(name, "imgserve_job_items_reclaimed_total{"):
+				other += f
+			}
+		}
+		if ran := s.Server.jobs.ItemsRun(); done != float64(ran) || other != 0 {
+			t.Fatalf("/metrics: %v items done and %v failed or taken over; the replica ran %d", done, other, ran)
+		}
 	}
 
 	// Kill one replica mid-job.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/imgserve/imgserve/inference"
 	"github.com/imgserve/imgserve/internal/recovered"
+	"github.com/imgserve/imgserve/jobs"
 	"github.com/imgserve/imgserve/models"
 	"github.com/imgserve/imgserve/server/admission"
 )
@@ -28,6 +30,8 @@ type Metrics struct {
 	execCount *prometheus.CounterVec
 	http      *prometheus.CounterVec
 	grpc      *prometheus.CounterVec
+	jobItems  *prometheus.CounterVec
+	reclaimed *prometheus.CounterVec
 }
 
 // Latency buckets from 100µs to about 100s.
@@ -74,8 +78,17 @@ func NewMetrics(reg *models.Registry) *Metrics {
 			Name: "imgserve_grpc_requests_total",
 			Help: "gRPC requests (unary calls and stream messages) by method and status code.",
 		}, []string{"method", "code"}),
+		jobItems: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgserve_job_items_total",
+			Help: "Batch job items this process ran, by task and outcome (done or failed).",
+		}, []string{"task", "outcome"}),
+		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "imgserve_job_items_reclaimed_total",
+			Help: "Batch job items this process ran after taking them over from a replica that stopped renewing them (--jobs-redis), by task.",
+		}, []string{"task"}),
 	}
 	m.reg.MustRegister(m.success, m.failure, m.queue, m.compute, m.batchSize, m.execCount, m.http, m.grpc,
+		m.jobItems, m.reclaimed,
 		&pendingCollector{models: reg}, panicCollector{},
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
@@ -97,6 +110,24 @@ func (m *Metrics) Observer(model string) inference.Observer {
 // rejected counts a request that never reached a scheduler queue.
 func (m *Metrics) rejected(model, reason string) {
 	m.failure.WithLabelValues(m.modelLabel(model), reason).Inc()
+}
+
+// jobItemRan counts a job item this process ran. The task label is one of
+// jobs.Tasks: a job's task was checked when it was submitted, and anything
+// else read back from a shared store counts under unknownModel's label.
+func (m *Metrics) jobItemRan(w jobs.Work, failed bool) {
+	task := w.Spec.Task
+	if !slices.Contains(jobs.Tasks, task) {
+		task = unknownModel
+	}
+	outcome := "done"
+	if failed {
+		outcome = "failed"
+	}
+	m.jobItems.WithLabelValues(task, outcome).Inc()
+	if w.Reclaimed {
+		m.reclaimed.WithLabelValues(task).Inc()
+	}
 }
 
 // unknownModel labels requests for a model that is not configured: label

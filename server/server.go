@@ -304,12 +304,19 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	code := ctx.Response.StatusCode()
 	s.opts.Metrics.http.WithLabelValues(r.name(), strconv.Itoa(code)).Inc()
+	// A streamed response (events, a job's results) is written after this
+	// line: its size is not known yet, and asking for its body would read
+	// the whole stream into memory before a byte of it is sent.
+	outBytes := -1
+	if !ctx.Response.IsBodyStream() {
+		outBytes = len(ctx.Response.Body())
+	}
 	// Privacy: sizes, timings and ids only; never bodies, images or queries.
-	// The model is logged only when it is a configured one. (The body is
-	// not asked for: one left unread would be read now.)
+	// The model is logged only when it is a configured one. (The request
+	// body is not asked for: one left unread would be read now.)
 	s.opts.Logger.Info("request", "id", id, "method", method, "route", r.name(),
 		"model", s.opts.Metrics.modelLabel(params.model), "status", code, "in_bytes", inBytes,
-		"out_bytes", len(ctx.Response.Body()), "ms", float64(time.Since(start).Microseconds())/1000)
+		"out_bytes", outBytes, "ms", float64(time.Since(start).Microseconds())/1000)
 }
 
 // requestID accepts a client's X-Request-Id when it is short printable

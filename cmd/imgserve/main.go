@@ -66,7 +66,9 @@ priority than single requests. A job and its results are erased
 --job-ttl after its last change (15m by default, 1h at most); what jobs
 hold is bounded by --jobs-memory. They live in this process, or with
 --jobs-redis in a Redis shared by replicas, which must keep nothing on
-disk (save "" and appendonly no).
+disk (save "" and appendonly no); there the items of a replica that died
+are taken over by another --jobs-claim-after (30s) after it stopped
+renewing them.
 
 Flags:
 `
@@ -107,6 +109,7 @@ type options struct {
 	jobTTL     time.Duration
 	jobsMemory int64
 	jobsRedis  string
+	claimAfter time.Duration
 	jobWorkers int
 }
 
@@ -178,6 +181,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.jobsMemory = server.DefaultJobMemory
 	fs.Var(sizeFlag{&o.jobsMemory}, "jobs-memory", "memory batch jobs may hold together, inputs and results (such as 2GiB); a job that does not fit is refused up front (413 when it never could, 429 with Retry-After when others must expire first)")
 	fs.StringVar(&o.jobsRedis, "jobs-redis", "", "keep batch jobs in Redis (redis://host:port/db), shared by every replica, instead of in this process; the Redis must keep nothing on disk (save \"\" and appendonly no), or the server refuses to start")
+	fs.DurationVar(&o.claimAfter, "jobs-claim-after", jobs.DefaultClaimAfter, "with --jobs-redis: how long an item may stay with a replica that stopped renewing it (it died) before another replica takes it over; a live replica renews its items every third of this. At most half of --job-ttl")
 	fs.IntVar(&o.jobWorkers, "job-workers", 0, "batch job items this process runs at once (0: twice the cores)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -187,6 +191,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.jobTTL <= 0 {
 		return o, errors.New("--job-ttl must be positive")
+	}
+	if o.claimAfter <= 0 {
+		return o, errors.New("--jobs-claim-after must be positive")
+	}
+	if o.jobsRedis != "" && o.claimAfter > o.jobTTL/2 {
+		return o, fmt.Errorf("--jobs-claim-after %v is over half of --job-ttl %v: a dead replica's items must be taken over well before their job expires", o.claimAfter, o.jobTTL)
 	}
 	if o.jobsMemory <= 0 || o.jobWorkers < 0 {
 		return o, errors.New("--jobs-memory must be positive and --job-workers not negative")
@@ -316,7 +326,7 @@ func serve(o options, log *slog.Logger) error {
 	var jobStore jobs.Backend
 	if o.jobsRedis != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		r, err := jobs.OpenRedis(ctx, o.jobsRedis, jobs.RedisOptions{TTL: o.jobTTL, Budget: o.jobsMemory})
+		r, err := jobs.OpenRedis(ctx, o.jobsRedis, jobs.RedisOptions{TTL: o.jobTTL, Budget: o.jobsMemory, ClaimAfter: o.claimAfter})
 		cancel()
 		if err != nil {
 			return err

@@ -59,6 +59,8 @@ func TestBadStartsFailClearly(t *testing.T) {
 		{[]string{"--job-ttl", "2h"}, 2, "--job-ttl 2h0m0s is over 1h"},
 		{[]string{"--job-ttl", "0s"}, 2, "--job-ttl must be positive"},
 		{[]string{"--jobs-redis", "http://localhost"}, 1, "want redis://host:port/db"},
+		{[]string{"--jobs-claim-after", "0s"}, 2, "--jobs-claim-after must be positive"},
+		{[]string{"--jobs-redis", "redis://127.0.0.1:1/0", "--job-ttl", "1m", "--jobs-claim-after", "31s"}, 2, "is over half of --job-ttl"},
 	}
 	for _, c := range cases {
 		var out bytes.Buffer
