@@ -280,6 +280,7 @@ func TestItemsMakeWayForInteractiveWork(t *testing.T) {
 		mem := NewMemory(time.Minute, 1<<20, nil)
 		var mu sync.Mutex
 		running, most := 0, 0
+		var starts, ends []time.Time
 		inputs := make([]Input, 3)
 		for i := range inputs {
 			inputs[i] = Input{Name: fmt.Sprint(i), Image: []byte("x")}
@@ -288,6 +289,7 @@ func TestItemsMakeWayForInteractiveWork(t *testing.T) {
 			mu.Lock()
 			running++
 			most = max(most, running)
+			starts = append(starts, time.Now())
 			mu.Unlock()
 			if busy {
 				time.Sleep(50 * time.Millisecond)
@@ -306,6 +308,7 @@ func TestItemsMakeWayForInteractiveWork(t *testing.T) {
 			}
 			mu.Lock()
 			running--
+			ends = append(ends, time.Now())
 			mu.Unlock()
 			return upper(ctx, w)
 		}
@@ -319,6 +322,13 @@ func TestItemsMakeWayForInteractiveWork(t *testing.T) {
 		mem.Close()
 		if want := map[bool]int{true: 1, false: 3}[busy]; most != want {
 			t.Errorf("busy=%v: %d items ran at once, want %d", busy, most, want)
+		}
+		// Busy, each item waits maxYield after the one before it ended:
+		// the waiting workers do not start one after another.
+		for i := 1; busy && i < len(starts); i++ {
+			if gap := starts[i].Sub(ends[i-1]); gap < maxYield {
+				t.Errorf("busy: item %d started %v after the one before ended, want at least %v", i, gap, maxYield)
+			}
 		}
 	}
 }

@@ -27,9 +27,9 @@ type Options struct {
 	// decode and encode.
 	Workers int
 	// Busy tells whether interactive work is in flight: while it is, items
-	// wait for it to end (or a second, and then run one at a time), so
-	// that a job takes the cores single requests would need only when
-	// they are idle. nil: never.
+	// wait for it to end (or until no item has run for a second, and then
+	// run one at a time), so that a job takes the cores single requests
+	// would need only when they are idle. nil: never.
 	Busy func() bool
 	// Ran is told of each item this process ran to the end (not those
 	// cut off by Close) and whether it failed, for metrics; nil: nobody.
@@ -44,8 +44,10 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	ran    atomic.Int64
-	// running counts the items being run.
+	// running counts the items being run; lastEnd is when the last one
+	// ended (Unix nanoseconds).
 	running atomic.Int64
+	lastEnd atomic.Int64
 }
 
 // ItemsRun counts the items this process's workers have finished.
@@ -165,6 +167,7 @@ func (m *Manager) work(ctx context.Context) {
 		}
 		start := time.Now()
 		out, err := m.run(ctx, w)
+		m.lastEnd.Store(time.Now().UnixNano())
 		m.running.Add(-1)
 		if ctx.Err() != nil {
 			// Shutting down: the item stays unfinished (Redis hands it to
@@ -193,14 +196,21 @@ func (m *Manager) work(ctx context.Context) {
 
 // enter waits for the right to run an item. While no interactive work is
 // in flight every worker runs one; while some is, an item waits for it to
-// end, or after maxYield starts anyway if no other item runs: a job takes
+// end, or starts anyway once no item has run for maxYield: a job takes
 // the cores single requests need only when they are idle, yet always
-// makes progress. It is false when ctx ends first.
+// makes progress, about one item per maxYield under continuous
+// interactive load. It is false when ctx ends first.
 func (m *Manager) enter(ctx context.Context) bool {
 	start := time.Now()
 	for {
 		n := m.running.Load()
-		if !m.o.Busy() || (n == 0 && time.Since(start) >= maxYield) {
+		// Counted from the last item's end as well as this one's wait, so
+		// that the workers waiting do not start one after another.
+		idle := time.Since(start)
+		if last := time.Unix(0, m.lastEnd.Load()); last.After(start) {
+			idle = time.Since(last)
+		}
+		if !m.o.Busy() || (n == 0 && idle >= maxYield) {
 			if m.running.CompareAndSwap(n, n+1) {
 				return true
 			}

@@ -100,7 +100,7 @@ func (s *Server) startJobs() {
 			b = s.ownBackend
 		}
 		s.jobs = jobs.NewManager(jobs.Options{Backend: b, Run: s.runJobItem, TTL: o.TTL, Workers: o.Workers,
-			Busy: func() bool { return s.interactive.Load() > 0 }, Ran: s.opts.Metrics.jobItemRan, Logger: s.opts.Logger, Clock: o.Clock})
+			Busy: s.interactiveBusy, Ran: s.opts.Metrics.jobItemRan, Logger: s.opts.Logger, Clock: o.Clock})
 	})
 }
 

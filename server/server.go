@@ -112,8 +112,29 @@ type Server struct {
 	ownBackend *jobs.Memory
 	jobsOnce   sync.Once
 	// interactive counts the requests in flight that job items make way
-	// for: every admitted request but probes and the jobs API's own.
-	interactive atomic.Int64
+	// for: every admitted request but probes and the jobs API's own;
+	// interactiveEnded is when the last one ended (Unix nanoseconds).
+	interactive      atomic.Int64
+	interactiveEnded atomic.Int64
+}
+
+// interactiveGrace is how long after an interactive request ends job
+// items still make way: a client sending requests one after another
+// leaves a round trip between them, and items that start in that gap
+// take the cores its next request needs.
+const interactiveGrace = 100 * time.Millisecond
+
+func (s *Server) beginInteractive() { s.interactive.Add(1) }
+
+func (s *Server) endInteractive() {
+	s.interactiveEnded.Store(time.Now().UnixNano())
+	s.interactive.Add(-1)
+}
+
+// interactiveBusy reports whether interactive requests are in flight or
+// one ended within interactiveGrace: job items wait while it holds.
+func (s *Server) interactiveBusy() bool {
+	return s.interactive.Load() > 0 || time.Now().UnixNano()-s.interactiveEnded.Load() < int64(interactiveGrace)
 }
 
 // New builds a server; Serve starts it.
@@ -362,8 +383,8 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx, r route, p routeParams, t *admi
 		defer watchDisconnect(ctx.Conn(), cancel)()
 	}
 	if !r.Probe && !r.Background {
-		s.interactive.Add(1)
-		defer s.interactive.Add(-1)
+		s.beginInteractive()
+		defer s.endInteractive()
 	}
 	ctx.SetUserValue(requestContextKey{}, rctx)
 	ctx.SetUserValue(requestStateKey{}, st)
@@ -533,7 +554,7 @@ func (s *Server) admit(ctx context.Context, authorization, id, route string, acc
 	}
 	s.inflight.Add(1)
 	if !probe {
-		s.interactive.Add(1)
+		s.beginInteractive()
 	}
 	rctx, cancel := context.WithTimeout(admission.WithTicket(ctx, t), s.opts.RequestTimeout)
 	return rctx, func() {
@@ -541,7 +562,7 @@ func (s *Server) admit(ctx context.Context, authorization, id, route string, acc
 		t.Done()
 		s.inflight.Add(-1)
 		if !probe {
-			s.interactive.Add(-1)
+			s.endInteractive()
 		}
 	}, nil
 }
