@@ -127,7 +127,7 @@ var (
 
 // BudgetError refuses a job that does not fit in the jobs' memory budget.
 // Full is true when it would not fit even in an empty budget: retrying
-// cannot help (507); otherwise it fits once other jobs are erased (429).
+// cannot help (413); otherwise it fits once other jobs are erased (429).
 type BudgetError struct {
 	Need, Free, Budget int64
 	Full               bool
@@ -171,10 +171,10 @@ func validID(id string) bool {
 	return err == nil
 }
 
-// Runner runs one item: the task's single-image endpoint in process. An
-// error that Retry reports as retryable (the server is busy) puts the item
-// back to wait; any other fails the item with its message, which the
-// status shows the client.
+// Runner runs one item: the task's single-image endpoint in process. A
+// *RetryLater error (the server is busy) makes the item wait and run
+// again; any other fails the item with its message, which the status
+// shows the client.
 type Runner func(ctx context.Context, w Work) (Output, error)
 
 // RetryLater is the error a Runner returns when the item should wait and
@@ -187,6 +187,6 @@ type RetryLater struct {
 func (e *RetryLater) Error() string { return "retry later: " + e.Err.Error() }
 func (e *RetryLater) Unwrap() error { return e.Err }
 
-// clear zeroes a buffer before it is dropped, so erased content does not
+// zero clears a buffer before it is dropped, so erased content does not
 // linger in the heap until it is reused.
 func zero(b []byte) { clear(b[:cap(b)]) }

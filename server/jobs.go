@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -172,7 +173,7 @@ func (s *Server) createJob(ctx *fasthttp.RequestCtx, _ routeParams) {
 		writeError(ctx, err)
 		return
 	}
-	inputs, err := jobs.Assemble(spec.Task, images, masks, boxes, s.jobLimits())
+	inputs, err := jobs.Assemble(spec.Task, images, masks, boxes, s.opts.Jobs.Limits)
 	if err == nil {
 		err = s.costJobInputs(spec.Task, inputs)
 	}
@@ -188,20 +189,6 @@ func (s *Server) createJob(ctx *fasthttp.RequestCtx, _ routeParams) {
 	writeError(ctx, jobError(err))
 }
 
-func (s *Server) jobLimits() jobs.Limits {
-	l := s.opts.Jobs.Limits
-	if l.MaxItems <= 0 {
-		l.MaxItems = jobs.DefaultLimits.MaxItems
-	}
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = jobs.DefaultLimits.MaxBytes
-	}
-	if l.MaxRatio <= 0 {
-		l.MaxRatio = jobs.DefaultLimits.MaxRatio
-	}
-	return l
-}
-
 // readJobUpload reads the body: an archive, or multipart parts of which
 // "image" and "mask" files may repeat.
 func (s *Server) readJobUpload(ctx *fasthttp.RequestCtx) (params map[string]string, images, masks []jobs.File, err error) {
@@ -214,7 +201,7 @@ func (s *Server) readJobUpload(ctx *fasthttp.RequestCtx) (params map[string]stri
 	mediaType, mp, _ := mime.ParseMediaType(string(ctx.Request.Header.ContentType()))
 	switch mediaType {
 	case "application/zip", "application/x-zip-compressed":
-		images, masks, err = jobs.ReadZip(body, s.jobLimits())
+		images, masks, err = jobs.ReadZip(body, s.opts.Jobs.Limits)
 		return params, images, masks, err
 	case "multipart/form-data":
 	default:
@@ -244,7 +231,7 @@ func (s *Server) readJobUpload(ctx *fasthttp.RequestCtx) (params map[string]stri
 		if len(images) > 0 {
 			return nil, nil, nil, newError(http.StatusBadRequest, "bad_request", `send "image" parts or an "archive", not both`)
 		}
-		zi, zm, err := jobs.ReadZip(archive, s.jobLimits())
+		zi, zm, err := jobs.ReadZip(archive, s.opts.Jobs.Limits)
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -260,11 +247,7 @@ func (s *Server) jobSpec(ctx context.Context, params map[string]string) (jobs.Sp
 	delete(params, "task")
 	boxes := params["boxes"]
 	delete(params, "boxes")
-	valid := false
-	for _, t := range jobs.Tasks {
-		valid = valid || t == task
-	}
-	if !valid {
+	if !slices.Contains(jobs.Tasks, task) {
 		return jobs.Spec{}, "", newError(http.StatusBadRequest, "bad_request",
 			fmt.Sprintf("task must be one of %s, not %q", strings.Join(jobs.Tasks, ", "), task))
 	}
@@ -443,8 +426,7 @@ func (s *Server) jobResults(ctx *fasthttp.RequestCtx, p routeParams) {
 				cancel()
 				return
 			case item.Status == jobs.StateFailed && lines:
-				b, _ := json.Marshal(map[string]string{"name": item.Name, "error": item.Error})
-				w.Write(append(b, '\n'))
+				w.Write(errorLine(item))
 			case item.Status == jobs.StateFailed:
 				failed = append(failed, item)
 			case lines:
@@ -468,14 +450,19 @@ func (s *Server) jobResults(ctx *fasthttp.RequestCtx, p routeParams) {
 			if len(failed) > 0 {
 				f, _ := zw.Create("errors.jsonl")
 				for _, it := range failed {
-					b, _ := json.Marshal(map[string]string{"name": it.Name, "error": it.Error})
-					f.Write(append(b, '\n'))
+					f.Write(errorLine(it))
 				}
 			}
 			zw.Close()
 		}
 		w.Flush()
 	})
+}
+
+// errorLine is a failed item's JSON line: its name and why it failed.
+func errorLine(it jobs.ItemStatus) []byte {
+	b, _ := json.Marshal(map[string]string{"name": it.Name, "error": it.Error})
+	return append(b, '\n')
 }
 
 // jsonLine is a result's JSON object with the image's name first.

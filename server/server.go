@@ -165,9 +165,11 @@ func New(opts Options) *Server {
 		opts.MaxConnections = DefaultMaxConnections
 	}
 	opts.Jobs.TTL = min(orDefault(opts.Jobs.TTL, DefaultJobTTL), jobs.MaxTTL)
-	if opts.Jobs.Memory <= 0 {
-		opts.Jobs.Memory = DefaultJobMemory
-	}
+	opts.Jobs.Memory = orDefault(opts.Jobs.Memory, DefaultJobMemory)
+	lim := &opts.Jobs.Limits
+	lim.MaxItems = orDefault(lim.MaxItems, jobs.DefaultLimits.MaxItems)
+	lim.MaxBytes = orDefault(lim.MaxBytes, jobs.DefaultLimits.MaxBytes)
+	lim.MaxRatio = orDefault(lim.MaxRatio, jobs.DefaultLimits.MaxRatio)
 	opts.Metrics.watch(opts.Admission)
 	s := &Server{opts: opts, matting: matting.NewRegistry(opts.Registry), alpha: matting.NewAlphaMatter(opts.AlphaMatting),
 		cors: newCORS(opts.CORSOrigins), streamsStop: make(chan struct{})}
@@ -199,11 +201,11 @@ func New(opts Options) *Server {
 	return s
 }
 
-func orDefault(d, def time.Duration) time.Duration {
-	if d <= 0 {
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
 		return def
 	}
-	return d
+	return v
 }
 
 // connLogger routes fasthttp's connection-level messages (a client that sent
