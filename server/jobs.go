@@ -418,7 +418,7 @@ func (s *Server) jobResults(ctx *fasthttp.RequestCtx, p routeParams) {
 		}
 		var failed []jobs.ItemStatus
 		for i := range st.Items {
-			out, item, err := awaitItem(rctx, m, id, i)
+			out, item, err := awaitItem(rctx, m, id, &st, i)
 			switch {
 			case err != nil:
 				// Deleted, expired or out of time: the stream ends short,
@@ -478,12 +478,11 @@ func jsonLine(name string, result []byte) []byte {
 }
 
 // awaitItem waits for item i to finish and returns it with its result.
-func awaitItem(ctx context.Context, m *jobs.Manager, id string, i int) (jobs.Output, jobs.ItemStatus, error) {
+// st is the job's status as last read: it is read again only while item i
+// has not finished, so a finished job's results take one read of its
+// status, not one per item.
+func awaitItem(ctx context.Context, m *jobs.Manager, id string, st *jobs.Status, i int) (jobs.Output, jobs.ItemStatus, error) {
 	for {
-		st, err := m.Status(ctx, id)
-		if err != nil {
-			return jobs.Output{}, jobs.ItemStatus{}, err
-		}
 		item := st.ItemStatus[i]
 		switch item.Status {
 		case jobs.StateFailed:
@@ -497,6 +496,11 @@ func awaitItem(ctx context.Context, m *jobs.Manager, id string, i int) (jobs.Out
 			return jobs.Output{}, item, ctx.Err()
 		case <-time.After(jobPoll):
 		}
+		next, err := m.Status(ctx, id)
+		if err != nil {
+			return jobs.Output{}, item, err
+		}
+		*st = next
 	}
 }
 
