@@ -136,9 +136,9 @@ func readEntry(f *zip.File) ([]byte, error) {
 	return buf, nil
 }
 
-// stem is a name without its extension: masks and outputs share their
-// image's stem.
-func stem(name string) string { return strings.TrimSuffix(name, path.Ext(name)) }
+// Stem is a name without its extension: masks and results share their
+// image's stem, and an embed job's item is stored under it.
+func Stem(name string) string { return strings.TrimSuffix(name, path.Ext(name)) }
 
 // Assemble pairs images with their per-image inputs by name: masks by file
 // name (cat.png is cat.jpg's mask, or cat.jpg's own name), boxes from a
@@ -157,7 +157,7 @@ func Assemble(task string, images, masks []File, boxes string, l Limits) ([]Inpu
 		if err := checkName(f.Name); err != nil {
 			return nil, err
 		}
-		s := stem(f.Name)
+		s := Stem(f.Name)
 		if j, dup := byStem[s]; dup {
 			return nil, badInput("images %q and %q share the name %q: their results would collide", images[j].Name, f.Name, s)
 		}
@@ -165,7 +165,7 @@ func Assemble(task string, images, masks []File, boxes string, l Limits) ([]Inpu
 		inputs[i] = Input{Name: f.Name, Image: f.Data}
 	}
 	find := func(name string) (int, bool) {
-		if i, ok := byStem[stem(name)]; ok {
+		if i, ok := byStem[Stem(name)]; ok {
 			return i, true
 		}
 		i, ok := byStem[name]

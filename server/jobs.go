@@ -11,7 +11,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -79,7 +78,7 @@ func jobRoute(task string, params map[string]string, name string) (method, path 
 	case jobs.TaskCaption:
 		return "POST", "/v1/caption"
 	case jobs.TaskEmbed:
-		return "PUT", "/v1/collections/" + params[embedCollection] + "/items/" + embedID(name)
+		return "PUT", "/v1/collections/" + params[embedCollection] + "/items/" + jobs.Stem(name)
 	}
 	return "", ""
 }
@@ -87,8 +86,6 @@ func jobRoute(task string, params map[string]string, name string) (method, path 
 // embedCollection is the parameter naming an embed job's collection; each
 // image becomes the item named by its file name without the extension.
 const embedCollection = "collection"
-
-func embedID(name string) string { return strings.TrimSuffix(name, path.Ext(name)) }
 
 // startJobs starts the job workers (and the in-process store), once, when
 // the server starts serving.
@@ -563,7 +560,7 @@ func (s *Server) runJobItem(ctx context.Context, w jobs.Work) (jobs.Output, erro
 	switch {
 	case code == http.StatusOK:
 		ct := string(rc.Response.Header.ContentType())
-		return jobs.Output{Name: embedID(w.Input.Name) + extension(ct), ContentType: ct, Data: bytes.Clone(data)}, nil
+		return jobs.Output{Name: jobs.Stem(w.Input.Name) + extension(ct), ContentType: ct, Data: bytes.Clone(data)}, nil
 	case code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable:
 		after, _ := strconv.Atoi(string(rc.Response.Header.Peek("Retry-After")))
 		return jobs.Output{}, &jobs.RetryLater{After: time.Duration(after) * time.Second, Err: errors.New(errorMessage(data))}
