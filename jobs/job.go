@@ -187,6 +187,7 @@ type RetryLater struct {
 func (e *RetryLater) Error() string { return "retry later: " + e.Err.Error() }
 func (e *RetryLater) Unwrap() error { return e.Err }
 
-// zero clears a buffer before it is dropped, so erased content does not
-// linger in the heap until it is reused.
-func zero(b []byte) { clear(b[:cap(b)]) }
+// Zero clears a buffer that held an upload or a result before it is
+// dropped, so erased content does not linger in the heap until it is
+// reused.
+func Zero(b []byte) { clear(b[:cap(b)]) }

@@ -166,7 +166,7 @@ func (m *Memory) eraseLocked(id string) {
 		zeroInput(&j.inputs[i])
 	}
 	for i := range j.outputs {
-		zero(j.outputs[i].Data)
+		Zero(j.outputs[i].Data)
 		j.outputs[i] = Output{}
 	}
 	m.used -= j.reserved
@@ -175,8 +175,8 @@ func (m *Memory) eraseLocked(id string) {
 }
 
 func zeroInput(in *Input) {
-	zero(in.Image)
-	zero(in.Mask)
+	Zero(in.Image)
+	Zero(in.Mask)
 	*in = Input{Name: in.Name}
 }
 
@@ -216,7 +216,7 @@ func (m *Memory) Finish(_ context.Context, w Work, out Output, failure string) (
 	j, err := m.getLocked(w.Job)
 	if err != nil {
 		// Deleted or expired while the item ran: its result goes too.
-		zero(out.Data)
+		Zero(out.Data)
 		return Status{}, err
 	}
 	in := &j.inputs[w.Index]
@@ -226,7 +226,7 @@ func (m *Memory) Finish(_ context.Context, w Work, out Output, failure string) (
 	if failure != "" {
 		it.Status, it.Error = StateFailed, failure
 		j.status.Failed++
-		zero(out.Data)
+		Zero(out.Data)
 	} else {
 		it.Status, it.Output = StateDone, out.Name
 		j.outputs[w.Index] = out

@@ -472,7 +472,7 @@ return fin
 
 func (r *Redis) Finish(ctx context.Context, w Work, out Output, failure string) (Status, error) {
 	defer zeroInput(&w.Input)
-	defer zero(out.Data)
+	defer Zero(out.Data)
 	defer r.stopHeartbeat(w.ref)
 	keys := append(jobKeys(w.Job), redisBudget)
 	it := ItemStatus{Name: w.Input.Name, Status: StateDone, Output: out.Name}

@@ -542,8 +542,8 @@ func (s *Server) runJobItem(ctx context.Context, w jobs.Work) (jobs.Output, erro
 
 	var rc fasthttp.RequestCtx
 	rc.Init(&req, nil, nil)
-	zero(body.Bytes())
-	defer zero(rc.Request.Body())
+	jobs.Zero(body.Bytes())
+	defer jobs.Zero(rc.Request.Body())
 	rc.SetUserValue(requestContextKey{}, rctx)
 	rc.SetUserValue(requestStateKey{}, &requestState{cancel: cancel, ticket: t})
 	func() {
@@ -556,7 +556,7 @@ func (s *Server) runJobItem(ctx context.Context, w jobs.Work) (jobs.Output, erro
 	}()
 	code := rc.Response.StatusCode()
 	data := rc.Response.Body()
-	defer zero(data)
+	defer jobs.Zero(data)
 	switch {
 	case code == http.StatusOK:
 		ct := string(rc.Response.Header.ContentType())
@@ -575,9 +575,6 @@ func writeFile(mw *multipart.Writer, field, name string, data []byte) {
 	f, _ := mw.CreatePart(h)
 	f.Write(data)
 }
-
-// zero clears a buffer that held an upload or a result.
-func zero(b []byte) { clear(b[:cap(b)]) }
 
 // retryLater turns a refusal of the front door into a wait.
 func retryLater(err error) error {
