@@ -149,22 +149,34 @@ func rewrite(msg []byte, edit func(num protowire.Number, v []byte) ([]byte, bool
 }
 
 func stringField(msg []byte, field protowire.Number) string {
+	v, _, _ := firstField(msg, field, protowire.BytesType)
+	return string(v)
+}
+
+// firstField finds the first field numbered field, of type typ, in msg:
+// its payload for a length-delimited field, its value for a varint.
+func firstField(msg []byte, field protowire.Number, typ protowire.Type) (payload []byte, varint uint64, ok bool) {
 	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
+		num, t, n := protowire.ConsumeTag(msg)
 		if n < 0 {
-			return ""
+			return nil, 0, false
 		}
-		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
+		m := protowire.ConsumeFieldValue(num, t, msg[n:])
 		if m < 0 {
-			return ""
+			return nil, 0, false
 		}
-		if num == field && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(msg[n:])
-			return string(v)
+		if num == field && t == typ {
+			switch typ {
+			case protowire.BytesType:
+				payload, _ = protowire.ConsumeBytes(msg[n:])
+			case protowire.VarintType:
+				varint, _ = protowire.ConsumeVarint(msg[n:])
+			}
+			return payload, varint, true
 		}
 		msg = msg[n+m:]
 	}
-	return ""
+	return nil, 0, false
 }
 
 // BatchMode says how a session's leading dimension can be used.

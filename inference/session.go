@@ -33,22 +33,9 @@ type Session struct {
 
 // NewSession loads a model from its serialised bytes.
 func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) {
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
-	if err != nil {
-		return nil, fmt.Errorf("reading model signature: %w", err)
-	}
-	inputs, err := tensorInfos(ins)
+	inputs, outputs, err := signature(model, so.Outputs)
 	if err != nil {
 		return nil, err
-	}
-	outputs, err := tensorInfos(outs)
-	if err != nil {
-		return nil, err
-	}
-	if len(so.Outputs) > 0 {
-		if outputs, err = selectOutputs(outputs, so.Outputs); err != nil {
-			return nil, err
-		}
 	}
 	sess, err := r.newORTSession(model, inputs, outputs, so)
 	if err != nil {
@@ -71,6 +58,27 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 		}
 	}
 	return s, nil
+}
+
+// signature reads a model's inputs and outputs, only the outputs named in
+// want when it names any.
+func signature(model []byte, want []string) (inputs, outputs []TensorInfo, err error) {
+	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading model signature: %w", err)
+	}
+	if inputs, err = tensorInfos(ins); err != nil {
+		return nil, nil, err
+	}
+	if outputs, err = tensorInfos(outs); err != nil {
+		return nil, nil, err
+	}
+	if len(want) > 0 {
+		if outputs, err = selectOutputs(outputs, want); err != nil {
+			return nil, nil, err
+		}
+	}
+	return inputs, outputs, nil
 }
 
 func (r *Runtime) newORTSession(model []byte, inputs, outputs []TensorInfo, so SessionOptions) (*ort.DynamicAdvancedSession, error) {

@@ -43,6 +43,11 @@ type ModelConfig struct {
 	// DynamicBatch allows rewriting a fixed batch dimension of 1 into a
 	// dynamic one when MaxBatchSize > 1. The rewrite is verified at load.
 	DynamicBatch *bool `yaml:"dynamic_batch"`
+	// ResizeRewrite (default true) gives Resize nodes sized at run time
+	// constant scales at load where that is exact, so that ONNX Runtime
+	// keeps them in its fast CPU layout (inference.Runtime.RewriteResizes).
+	// Outputs move by float rounding only; false serves the export as is.
+	ResizeRewrite *bool `yaml:"resize_rewrite"`
 	// Outputs restricts the session to these outputs (default: all).
 	Outputs []string `yaml:"outputs"`
 	// Spin lets ONNX Runtime threads busy-wait between runs.
@@ -195,6 +200,10 @@ func ParseConfig(r io.Reader) (Config, error) {
 		if m.DynamicBatch == nil {
 			yes := true
 			m.DynamicBatch = &yes
+		}
+		if m.ResizeRewrite == nil {
+			yes := true
+			m.ResizeRewrite = &yes
 		}
 		if err := m.Batching.normalise(); err != nil {
 			return Config{}, fmt.Errorf("model %q: batching: %w", m.Name, err)

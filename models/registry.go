@@ -134,7 +134,10 @@ type State struct {
 	Inputs    []inference.TensorInfo
 	Outputs   []inference.TensorInfo
 	BatchMode inference.BatchMode
-	Batching  inference.BatchConfig
+	// ResizesRewritten counts the Resize nodes given constant scales at
+	// load (inference.Runtime.RewriteResizes).
+	ResizesRewritten int
+	Batching         inference.BatchConfig
 	// Limits bound the tensors of one request from a client (KServe over
 	// HTTP or gRPC); transports check them before allocating.
 	Limits    inference.InputLimits
@@ -249,6 +252,7 @@ func (r *Registry) Load() {
 		m.state.Store(st)
 		r.opts.Logger.Info("model ready", "model", m.Config.Name, "batch_mode", st.BatchMode.String(),
 			"max_batch_size", st.Batching.MaxBatchSize, "instances", st.Batching.Instances, "elastic_threads", st.session.Elastic(),
+			"resizes_rewritten", st.ResizesRewritten,
 			"load_ms", time.Since(start).Milliseconds())
 	}
 }
@@ -265,6 +269,13 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	batching := b.BatchConfig()
 	if b.MaxQueueWait == nil {
 		batching.MaxQueueWait = r.opts.QueueWaitBudget
+	}
+	resizes := 0
+	if *mc.ResizeRewrite {
+		var why string
+		if data, resizes, why = r.opts.Runtime.RewriteResizes(data); why != "" {
+			r.opts.Logger.Info("model's Resize nodes kept as exported", "model", mc.Name, "reason", why)
+		}
 	}
 	var (
 		sess *inference.Session
@@ -301,12 +312,13 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 		obs = r.opts.Observer(mc.Name)
 	}
 	st := &State{
-		Status:    StatusReady,
-		Inputs:    sess.Inputs(),
-		Outputs:   sess.Outputs(),
-		BatchMode: mode,
-		Scheduler: inference.NewScheduler(sess, batching, obs),
-		session:   sess,
+		Status:           StatusReady,
+		ResizesRewritten: resizes,
+		Inputs:           sess.Inputs(),
+		Outputs:          sess.Outputs(),
+		BatchMode:        mode,
+		Scheduler:        inference.NewScheduler(sess, batching, obs),
+		session:          sess,
 	}
 	st.Batching = st.Scheduler.Config()
 	var bounds [][]int64

@@ -51,3 +51,31 @@ models:
 		}
 	}
 }
+
+// Resize nodes sized at run time take constant scales at load unless the
+// configuration says resize_rewrite: false, and the batch rewrite still
+// applies to the rewritten graph.
+func TestResizeRewriteAtLoad(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader(`
+models:
+  - {name: rewritten, file: resize_sizes.onnx, intra_op_threads: 1}
+  - {name: batched, file: resize_sizes.onnx, intra_op_threads: 1, batching: {max_batch_size: 4}}
+  - {name: as-exported, file: resize_sizes.onnx, intra_op_threads: 1, resize_rewrite: false}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry(cfg, Options{ModelsDir: testmodels.Dir(), Runtime: testRuntime})
+	reg.Load()
+	defer reg.Close()
+	for name, want := range map[string]int{"rewritten": 1, "batched": 1, "as-exported": 0} {
+		m, _ := reg.Get(name)
+		if st := m.State(); st.Status != StatusReady || st.ResizesRewritten != want {
+			t.Errorf("%s: %s %s, %d Resize nodes rewritten, want %d", name, st.Status, st.Reason, st.ResizesRewritten, want)
+		}
+	}
+	m, _ := reg.Get("batched")
+	if mode := m.State().BatchMode; mode != inference.BatchRewritten {
+		t.Errorf("batched: batch mode %v, want rewritten", mode)
+	}
+}

@@ -490,7 +490,9 @@ func rawBaseline(c config) (float64, *rawBench, error) {
 		return 0, nil, err
 	}
 	cores := runtime.NumCPU()
-	fmt.Printf("\nraw session.Run baseline on %s\n%-6s %-8s %-8s %10s\n", c.rawModel, "batch", "streams", "threads", "items/s")
+	// The graph the server runs (models.Registry does the same at load).
+	model, resizes, _ := rt.RewriteResizes(model)
+	fmt.Printf("\nraw session.Run baseline on %s (%d Resize nodes rewritten)\n%-6s %-8s %-8s %10s\n", c.rawModel, resizes, "batch", "streams", "threads", "items/s")
 	best := 0.0
 	bench := &rawBench{rt: rt}
 	for _, streams := range []int{1, cores} {

@@ -196,6 +196,22 @@ def build_fixed1_reshape():
     return g.model("y = [x0, x2, x1, x3] + 1 via constant Reshapes [1,2,2] / [1,4]")
 
 
+def build_resize_sizes(name, fixed):
+    # Bilinear Resize sized at run time from Shape(x), as PyTorch exports
+    # F.interpolate(size=..., mode="bilinear"): up2 is exactly twice x's
+    # height and width, up_odd one pixel more (no integer scale).
+    g = Graph(name.replace(".onnx", ""))
+    shape = [1, 16, 4, 6] if fixed else ["batch", 16, "height", "width"]
+    x = g.input("x", F32, shape)
+    s = g.op("Shape", [x])
+    attrs = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
+    g.op("Resize", [x, "", "", g.op("Mul", [s, g.i64([1, 1, 2, 2])])], out="up2", **attrs)
+    g.op("Resize", [x, "", "", g.op("Add", [s, g.i64([0, 0, 1, 1])])], out="up_odd", **attrs)
+    g.output("up2", F32, [1, 16, 8, 12] if fixed else ["batch", 16, "h2", "w2"])
+    g.output("up_odd", F32, [1, 16, 5, 7] if fixed else ["batch", 16, "h1", "w1"])
+    return g.model("up2 = bilinear resize of x to twice its height and width; up_odd to one pixel more; sizes from Shape(x)")
+
+
 def build_lama(name, batch, scale255):
     g = Graph(name.replace(".onnx", ""))
     image = g.input("image", F32, [batch, 3, 512, 512])
@@ -613,6 +629,8 @@ def all_models():
         ("fixed1_affine.onnx", build_affine("fixed1_affine.onnx", 1)),
         ("fixed1_reshape.onnx", build_fixed1_reshape()),
         ("slow_affine.onnx", build_affine("slow_affine.onnx", "batch", slow=True)),
+        ("resize_sizes.onnx", build_resize_sizes("resize_sizes.onnx", True)),
+        ("resize_sizes_dyn.onnx", build_resize_sizes("resize_sizes_dyn.onnx", False)),
         ("lama_synth.onnx", build_lama("lama_synth.onnx", 1, True)),
         ("lama_synth_dyn.onnx", build_lama("lama_synth_dyn.onnx", "batch", True)),
         ("lama_synth_unit.onnx", build_lama("lama_synth_unit.onnx", 1, False)),

@@ -39,6 +39,8 @@ const (
 	Fixed1Affine              = "fixed1_affine.onnx"
 	Fixed1Reshape             = "fixed1_reshape.onnx"
 	SlowAffine                = "slow_affine.onnx"
+	ResizeSizes               = "resize_sizes.onnx"
+	ResizeSizesDyn            = "resize_sizes_dyn.onnx"
 	LamaSynth                 = "lama_synth.onnx"
 	LamaSynthDyn              = "lama_synth_dyn.onnx"
 	LamaSynthUnit             = "lama_synth_unit.onnx"

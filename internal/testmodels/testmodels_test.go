@@ -145,7 +145,7 @@ func f16ToF32(h uint16) float32 {
 
 func TestBytesAndPath(t *testing.T) {
 	names := Names()
-	if len(names) != 31 {
+	if len(names) != 33 {
 		t.Fatalf("got %d models: %v", len(names), names)
 	}
 	for _, n := range names {
@@ -210,11 +210,13 @@ func TestSignatures(t *testing.T) {
 	decIn, decOut := decoderSig(12, 12, 64)
 	dec2In, dec2Out := decoderSig(2, 4, 16)
 	want := map[string][2][]sig{
-		AffineF32:     {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
-		AffineDyn:     {{{"x", f32, []int64{-1, -1}}}, {{"y", f32, []int64{-1, -1}}}},
-		SlowAffine:    {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
-		Fixed1Affine:  {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}, {"sum", f32, []int64{1, 1}}}},
-		Fixed1Reshape: {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}}},
+		AffineF32:      {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
+		AffineDyn:      {{{"x", f32, []int64{-1, -1}}}, {{"y", f32, []int64{-1, -1}}}},
+		SlowAffine:     {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
+		Fixed1Affine:   {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}, {"sum", f32, []int64{1, 1}}}},
+		Fixed1Reshape:  {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}}},
+		ResizeSizes:    {{{"x", f32, []int64{1, 16, 4, 6}}}, {{"up2", f32, []int64{1, 16, 8, 12}}, {"up_odd", f32, []int64{1, 16, 5, 7}}}},
+		ResizeSizesDyn: {{{"x", f32, []int64{-1, 16, -1, -1}}}, {{"up2", f32, []int64{-1, 16, -1, -1}}, {"up_odd", f32, []int64{-1, 16, -1, -1}}}},
 		Dtypes: {
 			{{"f32", f32, []int64{-1, 3}}, {"f16", f16t, []int64{-1, 3}}, {"i64", i64, []int64{-1, 3}}, {"i32", i32, []int64{-1, 3}}, {"u8", u8, []int64{-1, 3}}, {"b", bl, []int64{-1, 3}}},
 			{{"f32_out", f32, []int64{-1, 3}}, {"f16_out", f16t, []int64{-1, 3}}, {"i64_out", i64, []int64{-1, 3}}, {"i32_out", i32, []int64{-1, 3}}, {"u8_out", u8, []int64{-1, 3}}, {"b_out", bl, []int64{-1, 3}}},
