@@ -31,22 +31,25 @@ import (
 
 // Field numbers from onnx.proto, beyond batchdim.go's.
 const (
-	graphNode       = 1
-	nodeInput       = 1
-	nodeOutput      = 2
-	nodeOpType      = 4
-	nodeAttribute   = 5
-	nodeDomain      = 7
-	attrName        = 1
-	attrS           = 4
-	attrI           = 3
-	attrG           = 6
-	attrGraphs      = 11
-	tensorDims      = 1
-	tensorDataType  = 2
-	tensorRawData   = 9
-	tensorTypeElem  = 1
-	onnxFloat       = 1
+	graphNode      = 1
+	nodeInput      = 1
+	nodeOutput     = 2
+	nodeOpType     = 4
+	nodeAttribute  = 5
+	nodeDomain     = 7
+	attrName       = 1
+	attrI          = 3
+	attrS          = 4
+	attrG          = 6
+	attrGraphs     = 11
+	tensorDims     = 1
+	tensorDataType = 2
+	tensorRawData  = 9
+)
+
+const (
+	onnxFloat = 1 // TensorProto.DataType FLOAT
+	// resizeNamespace prefixes the names of the constants the rewrite adds.
 	resizeNamespace = "imgserve.resize."
 )
 
@@ -99,16 +102,20 @@ func planResizes(model []byte) ([]resizeEdit, error) {
 	}
 	nodes := parseNodes(graph)
 	var cand []int
+	subgraphs := false
 	for i, n := range nodes {
-		if n.subgraph {
-			return nil, errors.New("the graph has subgraphs")
-		}
+		subgraphs = subgraphs || n.subgraph
 		if resizeCandidate(n) {
 			cand = append(cand, i)
 		}
 	}
 	if len(cand) == 0 {
 		return nil, nil
+	}
+	if subgraphs {
+		// Nodes inside a subgraph may use outer names that liveNodes
+		// cannot see.
+		return nil, errors.New("the graph has subgraphs")
 	}
 	declared := map[string]bool{}
 	forEachField(graph, func(num protowire.Number, v []byte) {
@@ -121,7 +128,7 @@ func planResizes(model []byte) ([]resizeEdit, error) {
 		for _, name := range []string{nodes[i].inputs[0], nodes[i].outputs[0]} {
 			if !declared[name] {
 				declared[name] = true
-				probeOutputs = appendMessage(probeOutputs, graphOutput, floatValueInfo(name))
+				probeOutputs = appendMessage(probeOutputs, graphOutput, namedOutput(name))
 			}
 		}
 	}
@@ -144,7 +151,7 @@ func planResizes(model []byte) ([]resizeEdit, error) {
 		}
 	}
 	if len(edits) == 0 {
-		return nil, errors.New("no Resize node's sizes are known before a run (dynamic input shapes) or a whole multiple of its input")
+		return nil, errors.New("no Resize node has an output a whole multiple of its input, with both shapes known at load (inputs of dynamic shape leave them unknown)")
 	}
 	return edits, nil
 }
@@ -189,8 +196,9 @@ func exactScales(in, out []int64) ([4]float32, bool) {
 }
 
 // applyResizeEdits gives each edited node the inputs (X, empty roi, scales)
-// and "half_pixel", adds those constants, and drops the nodes that only
-// computed the sizes.
+// and "half_pixel", adds those constants, and drops every node that no
+// longer reaches a graph output: the sizes arithmetic, and any node the
+// export left dead.
 func applyResizeEdits(model []byte, edits []resizeEdit) ([]byte, error) {
 	graph, err := modelGraphBytes(model)
 	if err != nil {
@@ -331,9 +339,10 @@ func parseNodes(graph []byte) []onnxNode {
 	return nodes
 }
 
-// forEachField calls f with every length-delimited field of msg; it stops
-// quietly at malformed bytes, which ONNX Runtime has already refused by the
-// time anything here runs.
+// forEachField calls f with every length-delimited field of msg. It stops
+// quietly at malformed bytes: the rewrite then finds nothing to do, or
+// rewrite reports the error, and NewSession refuses the model with ONNX
+// Runtime's own message.
 func forEachField(msg []byte, f func(num protowire.Number, v []byte)) {
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
@@ -397,15 +406,8 @@ func floatTensor(name string, v []float32) []byte {
 	return protowire.AppendBytes(t, raw)
 }
 
-// floatValueInfo declares a graph output of FLOAT elements, shape left
-// for ONNX Runtime to infer.
-func floatValueInfo(name string) []byte {
-	var tt []byte
-	tt = protowire.AppendTag(tt, tensorTypeElem, protowire.VarintType)
-	tt = protowire.AppendVarint(tt, onnxFloat)
-	typ := appendMessage(nil, typeTensor, tt)
-	var vi []byte
-	vi = protowire.AppendTag(vi, valueInfoName, protowire.BytesType)
-	vi = protowire.AppendString(vi, name)
-	return appendMessage(vi, valueInfoType, typ)
+// namedOutput declares a graph output by name alone; ONNX Runtime infers
+// its type and shape.
+func namedOutput(name string) []byte {
+	return protowire.AppendString(protowire.AppendTag(nil, valueInfoName, protowire.BytesType), name)
 }

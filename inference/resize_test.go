@@ -67,7 +67,7 @@ func TestResizeRewriteTakesOnlyExactScales(t *testing.T) {
 		t.Fatalf("note %q", note)
 	}
 	if n != 1 {
-		t.Fatalf("rewrote %d nodes, want 1 (up2; up_odd has no integer scale)", n)
+		t.Fatalf("rewrote %d nodes, want 1 (up; up_odd has no integer scale)", n)
 	}
 	nodes := resizeNodes(t, out)
 	if len(nodes) != 2 {
@@ -75,9 +75,9 @@ func TestResizeRewriteTakesOnlyExactScales(t *testing.T) {
 	}
 	for _, r := range nodes {
 		switch r.outputs[0] {
-		case "up2":
+		case "up":
 			if len(r.inputs) != 3 || r.strAttrs["coordinate_transformation_mode"] != "half_pixel" {
-				t.Errorf("up2: inputs %q, mapping %q; want (x, roi, scales) and half_pixel", r.inputs, r.strAttrs["coordinate_transformation_mode"])
+				t.Errorf("up: inputs %q, mapping %q; want (x, roi, scales) and half_pixel", r.inputs, r.strAttrs["coordinate_transformation_mode"])
 			}
 		case "up_odd":
 			if len(r.inputs) != 4 || r.strAttrs["coordinate_transformation_mode"] != "pytorch_half_pixel" {
@@ -85,7 +85,7 @@ func TestResizeRewriteTakesOnlyExactScales(t *testing.T) {
 			}
 		}
 	}
-	// The Mul that computed up2's sizes feeds nothing now and is gone; the
+	// The Mul that computed up's sizes feeds nothing now and is gone; the
 	// Shape that up_odd still needs stays.
 	graph, _ := modelGraphBytes(out)
 	var ops []string
@@ -113,10 +113,56 @@ func TestResizeRewriteTakesOnlyExactScales(t *testing.T) {
 	}
 }
 
+// Only the bilinear mapping PyTorch exports, with sizes and no attribute
+// that changes the result, is a candidate.
+func TestResizeCandidates(t *testing.T) {
+	node := func(inputs []string, attrs map[string]string, ints map[string]int64) onnxNode {
+		n := onnxNode{opType: "Resize", inputs: inputs, outputs: []string{"y"}, strAttrs: attrs, intAttrs: ints}
+		for a := range attrs {
+			n.attrNames = append(n.attrNames, a)
+		}
+		for a := range ints {
+			n.attrNames = append(n.attrNames, a)
+		}
+		return n
+	}
+	sized := []string{"x", "", "", "sizes"}
+	torch := map[string]string{"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}
+	with := func(k, v string) map[string]string {
+		m := map[string]string{"mode": "linear", "coordinate_transformation_mode": "pytorch_half_pixel"}
+		m[k] = v
+		return m
+	}
+	for _, c := range []struct {
+		name string
+		n    onnxNode
+		want bool
+	}{
+		{"pytorch export", node(sized, torch, nil), true},
+		{"half_pixel", node(sized, with("coordinate_transformation_mode", "half_pixel"), nil), true},
+		{"exclude_outside 0", node(sized, torch, map[string]int64{"exclude_outside": 0}), true},
+		{"scales already", node([]string{"x", "", "scales"}, torch, nil), false},
+		{"empty sizes", node([]string{"x", "", "scales", ""}, torch, nil), false},
+		{"nearest", node(sized, with("mode", "nearest"), nil), false},
+		{"cubic", node(sized, with("mode", "cubic"), nil), false},
+		{"align_corners", node(sized, with("coordinate_transformation_mode", "align_corners"), nil), false},
+		{"tf_crop_and_resize", node(sized, with("coordinate_transformation_mode", "tf_crop_and_resize"), nil), false},
+		{"exclude_outside 1", node(sized, torch, map[string]int64{"exclude_outside": 1}), false},
+		{"antialias", node(sized, torch, map[string]int64{"antialias": 0}), false},
+		{"keep_aspect_ratio_policy", node(sized, with("keep_aspect_ratio_policy", "stretch"), nil), false},
+		{"another domain", func() onnxNode { n := node(sized, torch, nil); n.domain = "com.example"; return n }(), false},
+		{"not a Resize", func() onnxNode { n := node(sized, torch, nil); n.opType = "Upsample"; return n }(), false},
+	} {
+		if got := resizeCandidate(c.n); got != c.want {
+			t.Errorf("%s: candidate %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
 func TestResizeRewriteLeavesDynamicModels(t *testing.T) {
 	model := testmodels.Bytes(testmodels.ResizeSizesDyn)
 	out, n, note := testRuntime.RewriteResizes(model)
-	if n != 0 || !strings.Contains(note, "dynamic input shapes") || string(out) != string(model) {
+	if n != 0 || !strings.Contains(note, "dynamic shape") || string(out) != string(model) {
 		t.Fatalf("dynamic model: %d rewritten, note %q, unchanged %v", n, note, string(out) == string(model))
 	}
 	for _, name := range []string{testmodels.AffineF32, testmodels.Fixed1Reshape} {

@@ -270,22 +270,33 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	if b.MaxQueueWait == nil {
 		batching.MaxQueueWait = r.opts.QueueWaitBudget
 	}
-	resizes := 0
-	if *mc.ResizeRewrite {
-		var why string
-		if data, resizes, why = r.opts.Runtime.RewriteResizes(data); why != "" {
-			r.opts.Logger.Info("model's Resize nodes kept as exported", "model", mc.Name, "reason", why)
-		}
-	}
 	var (
 		sess *inference.Session
 		mode inference.BatchMode
 		note string
 	)
-	if batching.MaxBatchSize > 1 {
-		sess, mode, note, err = r.opts.Runtime.NewBatchedSession(data, so, *mc.DynamicBatch)
-	} else {
-		sess, err = r.opts.Runtime.NewSession(data, so)
+	openSession := func(model []byte) (err error) {
+		if batching.MaxBatchSize > 1 {
+			sess, mode, note, err = r.opts.Runtime.NewBatchedSession(model, so, *mc.DynamicBatch)
+		} else {
+			sess, err = r.opts.Runtime.NewSession(model, so)
+		}
+		return err
+	}
+	resizes := 0
+	rewritten := data
+	if *mc.ResizeRewrite {
+		var why string
+		if rewritten, resizes, why = r.opts.Runtime.RewriteResizes(data); why != "" {
+			r.opts.Logger.Info("model's Resize nodes kept as exported", "model", mc.Name, "reason", why)
+		}
+	}
+	err = openSession(rewritten)
+	if err != nil && resizes > 0 {
+		r.opts.Logger.Warn("model with constant Resize scales does not load; serving the export as is",
+			"model", mc.Name, "err", err)
+		resizes = 0
+		err = openSession(data)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", mc.File, err)

@@ -198,18 +198,19 @@ def build_fixed1_reshape():
 
 def build_resize_sizes(name, fixed):
     # Bilinear Resize sized at run time from Shape(x), as PyTorch exports
-    # F.interpolate(size=..., mode="bilinear"): up2 is exactly twice x's
-    # height and width, up_odd one pixel more (no integer scale).
+    # F.interpolate(size=..., mode="bilinear"): up is exactly twice x's
+    # height and three times its width, up_odd one pixel more (no integer
+    # scale).
     g = Graph(name.replace(".onnx", ""))
     shape = [1, 16, 4, 6] if fixed else ["batch", 16, "height", "width"]
     x = g.input("x", F32, shape)
     s = g.op("Shape", [x])
     attrs = dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")
-    g.op("Resize", [x, "", "", g.op("Mul", [s, g.i64([1, 1, 2, 2])])], out="up2", **attrs)
+    g.op("Resize", [x, "", "", g.op("Mul", [s, g.i64([1, 1, 2, 3])])], out="up", **attrs)
     g.op("Resize", [x, "", "", g.op("Add", [s, g.i64([0, 0, 1, 1])])], out="up_odd", **attrs)
-    g.output("up2", F32, [1, 16, 8, 12] if fixed else ["batch", 16, "h2", "w2"])
+    g.output("up", F32, [1, 16, 8, 18] if fixed else ["batch", 16, "h2", "w3"])
     g.output("up_odd", F32, [1, 16, 5, 7] if fixed else ["batch", 16, "h1", "w1"])
-    return g.model("up2 = bilinear resize of x to twice its height and width; up_odd to one pixel more; sizes from Shape(x)")
+    return g.model("up = bilinear resize of x to 2x its height, 3x its width; up_odd to one pixel more; sizes from Shape(x)")
 
 
 def build_lama(name, batch, scale255):
