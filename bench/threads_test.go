@@ -54,7 +54,7 @@ func BenchmarkThreads(b *testing.B) {
 		b.Fatal(err)
 	}
 	// The graph the server runs (models.Registry does the same at load).
-	model, _, _ = benchRuntime.RewriteResizes(model)
+	model, _, _ = benchRuntime.RewriteResizes(model, "")
 	// Names: instances x threads. "shared" is concurrent runs on one
 	// session's 2-thread pool, which is what ONNX Runtime's global thread
 	// pool gives one model; "elastic" is 2 threads alone, 1 beside others.

@@ -125,6 +125,59 @@ char *ob_tensor_info(OrtValue *value, int *type, int64_t *dims, size_t max_rank,
 
 void ob_release_value(OrtValue *value) { api->ReleaseValue(value); }
 
+char *ob_info_session(const void *model, size_t len, const char *dir, OrtSession **out) {
+	// The process has one environment; CreateEnv hands back that one.
+	OrtEnv *env = NULL;
+	char *err = status(api->CreateEnv(ORT_LOGGING_LEVEL_ERROR, "imgserve", &env));
+	if (err != NULL) return err;
+	OrtSessionOptions *opts = NULL;
+	err = status(api->CreateSessionOptions(&opts));
+	if (err == NULL) err = status(api->SetIntraOpNumThreads(opts, 1));
+	if (err == NULL && dir != NULL)
+		err = status(api->AddSessionConfigEntry(opts, "session.model_external_initializers_file_folder_path", dir));
+	if (err == NULL) err = status(api->CreateSessionFromArray(env, model, len, opts, out));
+	if (opts != NULL) api->ReleaseSessionOptions(opts);
+	api->ReleaseEnv(env);
+	return err;
+}
+
+void ob_release_session(OrtSession *session) { api->ReleaseSession(session); }
+
+char *ob_io_count(OrtSession *session, size_t *inputs, size_t *outputs) {
+	char *err = status(api->SessionGetInputCount(session, inputs));
+	if (err == NULL) err = status(api->SessionGetOutputCount(session, outputs));
+	return err;
+}
+
+char *ob_io(OrtSession *session, int output, size_t i, char **name, int *type, int64_t *dims, size_t max_rank, size_t *rank) {
+	OrtAllocator *alloc = NULL;
+	char *err = status(api->GetAllocatorWithDefaultOptions(&alloc));
+	if (err != NULL) return err;
+	char *n = NULL;
+	err = status(output ? api->SessionGetOutputName(session, i, alloc, &n) : api->SessionGetInputName(session, i, alloc, &n));
+	if (err != NULL) return err;
+	*name = strdup(n);
+	err = status(api->AllocatorFree(alloc, n));
+	if (err != NULL) return err;
+	OrtTypeInfo *ti = NULL;
+	err = status(output ? api->SessionGetOutputTypeInfo(session, i, &ti) : api->SessionGetInputTypeInfo(session, i, &ti));
+	if (err != NULL) return err;
+	const OrtTensorTypeAndShapeInfo *info = NULL;
+	err = status(api->CastTypeInfoToTensorInfo(ti, &info));
+	*type = 0;
+	*rank = 0;
+	if (err == NULL && info != NULL) {
+		ONNXTensorElementDataType t;
+		err = status(api->GetTensorElementType(info, &t));
+		if (err == NULL) err = status(api->GetDimensionsCount(info, rank));
+		if (err == NULL && *rank > max_rank) err = message("tensor of too many dimensions%s", "");
+		if (err == NULL) err = status(api->GetDimensions(info, dims, *rank));
+		if (err == NULL) *type = (int)t;
+	}
+	api->ReleaseTypeInfo(ti);
+	return err;
+}
+
 // The CUDA runtime, for copies and page-locked memory, from the same
 // libcudart the CUDA provider loaded.
 typedef int (*cuda_set_device_fn)(int);

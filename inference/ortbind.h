@@ -29,6 +29,16 @@ char *ob_alloc_tensor(OrtAllocator *allocator, const int64_t *shape, size_t rank
 char *ob_tensor_info(OrtValue *value, int *type, int64_t *dims, size_t max_rank, size_t *rank, void **data);
 void ob_release_value(OrtValue *value);
 
+// A model's inputs and outputs, read from a temporary session loaded from
+// memory with its external data (if any) in dir (NULL: none). onnxruntime_go
+// has no way to pass that option when it loads from memory.
+char *ob_info_session(const void *model, size_t len, const char *dir, OrtSession **out);
+void ob_release_session(OrtSession *session);
+char *ob_io_count(OrtSession *session, size_t *inputs, size_t *outputs);
+// ob_io reads input (output 0) or output (output 1) i: its name (to free),
+// ONNX element type (0 when it is not a tensor) and dimensions (-1 unknown).
+char *ob_io(OrtSession *session, int output, size_t i, char **name, int *type, int64_t *dims, size_t max_rank, size_t *rank);
+
 // Copies n bytes between host memory and the memory of device (a CUDA
 // ordinal, or -1 for host memory on both sides).
 char *ob_copy(int device, void *dst, const void *src, size_t n);

@@ -75,11 +75,11 @@ type onnxNode struct {
 // does not apply; a model ONNX Runtime cannot read at all comes back
 // unchanged too, for NewSession to report. Only CPU sessions gain from
 // it, so a CUDA runtime returns the model as it is.
-func (r *Runtime) RewriteResizes(model []byte) (out []byte, rewritten int, note string) {
+func (r *Runtime) RewriteResizes(model []byte, dir string) (out []byte, rewritten int, note string) {
 	if r.device.CUDA {
 		return model, 0, ""
 	}
-	edits, err := planResizes(model)
+	edits, err := r.planResizes(model, dir)
 	if err == nil && len(edits) > 0 {
 		out, err = applyResizeEdits(model, edits)
 	}
@@ -95,7 +95,7 @@ func (r *Runtime) RewriteResizes(model []byte) (out []byte, rewritten int, note 
 // planResizes finds the candidate nodes and learns the shapes around them
 // from a probe: the model with each candidate's input and output declared
 // as graph outputs, whose shapes ONNX Runtime infers when it loads it.
-func planResizes(model []byte) ([]resizeEdit, error) {
+func (r *Runtime) planResizes(model []byte, dir string) ([]resizeEdit, error) {
 	graph, err := modelGraphBytes(model)
 	if err != nil {
 		return nil, err
@@ -136,7 +136,7 @@ func planResizes(model []byte) ([]resizeEdit, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, outputs, err := signature(probe, nil)
+	_, outputs, err := r.signature(probe, dir, nil)
 	if err != nil {
 		return nil, fmt.Errorf("probing the Resize nodes' shapes: %w", err)
 	}

@@ -62,7 +62,7 @@ func resizeNodes(t *testing.T, model []byte) (nodes []onnxNode) {
 
 func TestResizeRewriteTakesOnlyExactScales(t *testing.T) {
 	model := testmodels.Bytes(testmodels.ResizeSizes)
-	out, n, note := testRuntime.RewriteResizes(model)
+	out, n, note := testRuntime.RewriteResizes(model, "")
 	if note != "" {
 		t.Fatalf("note %q", note)
 	}
@@ -103,12 +103,12 @@ func TestResizeRewriteTakesOnlyExactScales(t *testing.T) {
 	}
 
 	// Loading the same file again serves the same graph.
-	again, n2, _ := testRuntime.RewriteResizes(model)
+	again, n2, _ := testRuntime.RewriteResizes(model, "")
 	if n2 != 1 || string(again) != string(out) {
 		t.Fatalf("second rewrite: %d nodes, same bytes %v", n2, string(again) == string(out))
 	}
 	// A rewritten model has nothing left to rewrite.
-	if _, n3, _ := testRuntime.RewriteResizes(out); n3 != 0 {
+	if _, n3, _ := testRuntime.RewriteResizes(out, ""); n3 != 0 {
 		t.Fatalf("rewriting the rewritten model changed %d more nodes", n3)
 	}
 }
@@ -161,13 +161,13 @@ func TestResizeCandidates(t *testing.T) {
 
 func TestResizeRewriteLeavesDynamicModels(t *testing.T) {
 	model := testmodels.Bytes(testmodels.ResizeSizesDyn)
-	out, n, note := testRuntime.RewriteResizes(model)
+	out, n, note := testRuntime.RewriteResizes(model, "")
 	if n != 0 || !strings.Contains(note, "dynamic shape") || string(out) != string(model) {
 		t.Fatalf("dynamic model: %d rewritten, note %q, unchanged %v", n, note, string(out) == string(model))
 	}
 	for _, name := range []string{testmodels.AffineF32, testmodels.Fixed1Reshape} {
 		model := testmodels.Bytes(name)
-		out, n, note := testRuntime.RewriteResizes(model)
+		out, n, note := testRuntime.RewriteResizes(model, "")
 		if n != 0 || note != "" || string(out) != string(model) {
 			t.Fatalf("%s (no Resize): %d rewritten, note %q", name, n, note)
 		}
@@ -175,7 +175,7 @@ func TestResizeRewriteLeavesDynamicModels(t *testing.T) {
 	// Bytes that are no model come back as they are, for NewSession to
 	// refuse with ONNX Runtime's own message.
 	junk := []byte("not a model")
-	if out, n, _ := testRuntime.RewriteResizes(junk); n != 0 || string(out) != string(junk) {
+	if out, n, _ := testRuntime.RewriteResizes(junk, ""); n != 0 || string(out) != string(junk) {
 		t.Fatalf("junk: %d rewritten, %q", n, out)
 	}
 }
@@ -188,7 +188,7 @@ func TestRealMattingModelsResizeRewrite(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s (run scripts/fetch-models.sh): %v", file, err)
 		}
-		out, n, note := testRuntime.RewriteResizes(model)
+		out, n, note := testRuntime.RewriteResizes(model, "")
 		if note != "" || n != want {
 			t.Fatalf("%s: rewrote %d of %d nodes, note %q", file, n, want, note)
 		}

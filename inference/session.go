@@ -33,7 +33,7 @@ type Session struct {
 
 // NewSession loads a model from its serialised bytes.
 func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) {
-	inputs, outputs, err := signature(model, so.Outputs)
+	inputs, outputs, err := r.signature(model, so.ExternalDataDir, so.Outputs)
 	if err != nil {
 		return nil, err
 	}
@@ -58,27 +58,6 @@ func (r *Runtime) NewSession(model []byte, so SessionOptions) (*Session, error) 
 		}
 	}
 	return s, nil
-}
-
-// signature reads a model's inputs and outputs, only the outputs named in
-// want when it names any.
-func signature(model []byte, want []string) (inputs, outputs []TensorInfo, err error) {
-	ins, outs, err := ort.GetInputOutputInfoWithONNXData(model)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading model signature: %w", err)
-	}
-	if inputs, err = tensorInfos(ins); err != nil {
-		return nil, nil, err
-	}
-	if outputs, err = tensorInfos(outs); err != nil {
-		return nil, nil, err
-	}
-	if len(want) > 0 {
-		if outputs, err = selectOutputs(outputs, want); err != nil {
-			return nil, nil, err
-		}
-	}
-	return inputs, outputs, nil
 }
 
 func (r *Runtime) newORTSession(model []byte, inputs, outputs []TensorInfo, so SessionOptions) (*ort.DynamicAdvancedSession, error) {
@@ -111,21 +90,6 @@ func (s *Session) pick(inflight int64) *ort.DynamicAdvancedSession {
 // Elastic reports whether the session switches between a wide and a narrow
 // thread count by load (SessionOptions.NarrowThreads).
 func (s *Session) Elastic() bool { return s.narrow != nil }
-
-func tensorInfos(infos []ort.InputOutputInfo) ([]TensorInfo, error) {
-	out := make([]TensorInfo, len(infos))
-	for i, info := range infos {
-		if info.OrtValueType != ort.ONNXTypeTensor {
-			return nil, fmt.Errorf("%s: only tensor inputs and outputs are supported, got %v", info.Name, info.OrtValueType)
-		}
-		dt := DType(info.DataType)
-		if dt.Size() == 0 {
-			return nil, fmt.Errorf("%s: unsupported element type %v", info.Name, info.DataType)
-		}
-		out[i] = TensorInfo{Name: info.Name, DType: dt, Shape: append([]int64(nil), info.Dimensions...)}
-	}
-	return out, nil
-}
 
 func selectOutputs(all []TensorInfo, want []string) ([]TensorInfo, error) {
 	var out []TensorInfo

@@ -287,7 +287,7 @@ func (r *Registry) load(mc ModelConfig) (*State, error) {
 	rewritten := data
 	if *mc.ResizeRewrite {
 		var why string
-		if rewritten, resizes, why = r.opts.Runtime.RewriteResizes(data); why != "" {
+		if rewritten, resizes, why = r.opts.Runtime.RewriteResizes(data, so.ExternalDataDir); why != "" {
 			r.opts.Logger.Info("model's Resize nodes kept as exported", "model", mc.Name, "reason", why)
 		}
 	}

@@ -1,6 +1,8 @@
 package models
 
 import (
+	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,5 +79,30 @@ models:
 	m, _ := reg.Get("batched")
 	if mode := m.State().BatchMode; mode != inference.BatchRewritten {
 		t.Errorf("batched: batch mode %v, want rewritten", mode)
+	}
+}
+
+// A model whose weights are external data beside it loads and serves.
+func TestExternalDataModelLoads(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader(`
+models:
+  - {name: ext, file: external_affine.onnx, intra_op_threads: 1}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := NewRegistry(cfg, Options{ModelsDir: testmodels.Dir(), Runtime: testRuntime})
+	reg.Load()
+	defer reg.Close()
+	m, _ := reg.Get("ext")
+	if st := m.State(); st.Status != StatusReady {
+		t.Fatalf("ext: %s %s", st.Status, st.Reason)
+	}
+	out, err := m.Infer(context.Background(), []inference.Tensor{inference.NewTensor([]int64{1, 4}, []float32{1, 1, 2, -1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if y := inference.Values[float32](out[0]); !slices.Equal(y, []float32{2, 3, 7, -3}) { // x*[1,2,3,4]+1
+		t.Fatalf("y = %v", y)
 	}
 }

@@ -209,7 +209,7 @@ func u2netpDirect(t *testing.T, seed uint64) (x []float32, names []string, want 
 		t.Fatal(err)
 	}
 	// The graph the server runs: its Resize nodes take constant scales.
-	model, _, _ = testRuntime.RewriteResizes(model)
+	model, _, _ = testRuntime.RewriteResizes(model, "")
 	sess, err := testRuntime.NewSession(model, inference.SessionOptions{IntraOpThreads: 1})
 	if err != nil {
 		t.Fatal(err)

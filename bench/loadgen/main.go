@@ -23,6 +23,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -491,7 +492,7 @@ func rawBaseline(c config) (float64, *rawBench, error) {
 	}
 	cores := runtime.NumCPU()
 	// The graph the server runs (models.Registry does the same at load).
-	model, resizes, _ := rt.RewriteResizes(model)
+	model, resizes, _ := rt.RewriteResizes(model, filepath.Dir(c.rawModel))
 	fmt.Printf("\nraw session.Run baseline on %s (%d Resize nodes rewritten)\n%-6s %-8s %-8s %10s\n", c.rawModel, resizes, "batch", "streams", "threads", "items/s")
 	best := 0.0
 	bench := &rawBench{rt: rt}

@@ -185,6 +185,46 @@ def build_dtypes():
     return g.model("f32+1, f16*2, i64+7, i32-3, u8+1 (wraps), Not(b)")
 
 
+# Files written beside the models (external data), by name.
+SIDE_FILES = {}
+EXTERNAL_WEIGHTS = "external_affine.weights"
+
+
+def build_external_affine():
+    # Weights kept as ONNX external data in a file beside the model, as
+    # exports over 2 GB must keep theirs.
+    g = Graph("external_affine")
+    x = g.input("x", F32, ["batch", 4])
+    w = g.f32([1.0, 2.0, 3.0, 4.0], "w")
+    g.op("Add", [g.op("Mul", [x, w]), g.f32(1.0)], out="y")
+    g.output("y", F32, ["batch", 4])
+    m = g.model("y = x*w + 1, w = [1,2,3,4] stored as external data in " + EXTERNAL_WEIGHTS)
+    for t in m.graph.initializer:
+        if t.name == w:
+            data = t.raw_data
+            t.ClearField("raw_data")
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for k, v in (("location", EXTERNAL_WEIGHTS), ("offset", "0"), ("length", str(len(data)))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            SIDE_FILES[EXTERNAL_WEIGHTS] = data
+    return m
+
+
+def inlined(model):
+    """A copy of model with its external data (SIDE_FILES) inside, for the checker."""
+    if not any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    for t in m.graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            t.raw_data = SIDE_FILES[{e.key: e.value for e in t.external_data}["location"]]
+            t.ClearField("external_data")
+            t.data_location = onnx.TensorProto.DEFAULT
+    return m
+
+
 def build_fixed1_reshape():
     g = Graph("fixed1_reshape")
     x = g.input("x", F32, [1, 4])
@@ -629,6 +669,7 @@ def all_models():
         ("dtypes.onnx", build_dtypes()),
         ("fixed1_affine.onnx", build_affine("fixed1_affine.onnx", 1)),
         ("fixed1_reshape.onnx", build_fixed1_reshape()),
+        ("external_affine.onnx", build_external_affine()),
         ("slow_affine.onnx", build_affine("slow_affine.onnx", "batch", slow=True)),
         ("resize_sizes.onnx", build_resize_sizes("resize_sizes.onnx", True)),
         ("resize_sizes_dyn.onnx", build_resize_sizes("resize_sizes_dyn.onnx", False)),
@@ -844,6 +885,7 @@ def selfcheck(models):
     rng = np.random.RandomState(1234)
     m = dict(models)
     for name, model in models:
+        model = inlined(model)
         onnx.checker.check_model(model, full_check=True)
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
         declared = {o.name: o.type.tensor_type.elem_type for o in model.graph.output}
@@ -862,6 +904,8 @@ def selfcheck(models):
         check(np.allclose(out["sum"], x.sum(axis=1, keepdims=True)), name + " sum")
     out = run_graph(m["fixed1_affine.onnx"], {"x": x[:1]})
     check(np.array_equal(out["y"], x[:1] * 2 + 1), "fixed1_affine y")
+    out = run_graph(inlined(m["external_affine.onnx"]), {"x": x})
+    check(np.array_equal(out["y"], x * np.float32([1, 2, 3, 4]) + 1), "external_affine y")
     # (the interpreter ignores declared shapes, i.e. it behaves like a
     # batch-dim rewrite to dynamic: fixed1_affine works at batch 2 ...)
     out = run_graph(m["fixed1_affine.onnx"], {"x": x[:2]})
@@ -1169,8 +1213,8 @@ def main():
     selfcheck(models)
     stale = []
     total = 0
-    for name, model in models:
-        data = model.SerializeToString()
+    files = [(name, model.SerializeToString()) for name, model in models] + sorted(SIDE_FILES.items())
+    for name, data in files:
         total += len(data)
         check(len(data) < 400 * 1024, name + " too large")
         path = os.path.join(HERE, name)

@@ -39,6 +39,7 @@ const (
 	Fixed1Affine              = "fixed1_affine.onnx"
 	Fixed1Reshape             = "fixed1_reshape.onnx"
 	SlowAffine                = "slow_affine.onnx"
+	ExternalAffine            = "external_affine.onnx"
 	ResizeSizes               = "resize_sizes.onnx"
 	ResizeSizesDyn            = "resize_sizes_dyn.onnx"
 	LamaSynth                 = "lama_synth.onnx"

@@ -145,7 +145,7 @@ func f16ToF32(h uint16) float32 {
 
 func TestBytesAndPath(t *testing.T) {
 	names := Names()
-	if len(names) != 33 {
+	if len(names) != 34 {
 		t.Fatalf("got %d models: %v", len(names), names)
 	}
 	for _, n := range names {
@@ -215,6 +215,7 @@ func TestSignatures(t *testing.T) {
 		SlowAffine:     {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}, {"sum", f32, []int64{-1, 1}}}},
 		Fixed1Affine:   {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}, {"sum", f32, []int64{1, 1}}}},
 		Fixed1Reshape:  {{{"x", f32, []int64{1, 4}}}, {{"y", f32, []int64{1, 4}}}},
+		ExternalAffine: {{{"x", f32, []int64{-1, 4}}}, {{"y", f32, []int64{-1, 4}}}},
 		ResizeSizes:    {{{"x", f32, []int64{1, 16, 4, 6}}}, {{"up", f32, []int64{1, 16, 8, 18}}, {"up_odd", f32, []int64{1, 16, 5, 7}}}},
 		ResizeSizesDyn: {{{"x", f32, []int64{-1, 16, -1, -1}}}, {{"up", f32, []int64{-1, 16, -1, -1}}, {"up_odd", f32, []int64{-1, 16, -1, -1}}}},
 		Dtypes: {
