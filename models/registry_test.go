@@ -54,22 +54,29 @@ models:
 	}
 }
 
-// Resize nodes sized at run time take constant scales at load unless the
-// configuration says resize_rewrite: false, and the batch rewrite still
-// applies to the rewritten graph.
-func TestResizeRewriteAtLoad(t *testing.T) {
-	cfg, err := ParseConfig(strings.NewReader(`
-models:
-  - {name: rewritten, file: resize_sizes.onnx, intra_op_threads: 1}
-  - {name: batched, file: resize_sizes.onnx, intra_op_threads: 1, batching: {max_batch_size: 4}}
-  - {name: as-exported, file: resize_sizes.onnx, intra_op_threads: 1, resize_rewrite: false}
-`))
+// loadTestModels loads a configuration of the synthetic test models.
+func loadTestModels(t *testing.T, config string) *Registry {
+	t.Helper()
+	cfg, err := ParseConfig(strings.NewReader(config))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := NewRegistry(cfg, Options{ModelsDir: testmodels.Dir(), Runtime: testRuntime})
 	reg.Load()
-	defer reg.Close()
+	t.Cleanup(reg.Close)
+	return reg
+}
+
+// Resize nodes sized at run time take constant scales at load unless the
+// configuration says resize_rewrite: false, and the batch rewrite still
+// applies to the rewritten graph.
+func TestResizeRewriteAtLoad(t *testing.T) {
+	reg := loadTestModels(t, `
+models:
+  - {name: rewritten, file: resize_sizes.onnx, intra_op_threads: 1}
+  - {name: batched, file: resize_sizes.onnx, intra_op_threads: 1, batching: {max_batch_size: 4}}
+  - {name: as-exported, file: resize_sizes.onnx, intra_op_threads: 1, resize_rewrite: false}
+`)
 	for name, want := range map[string]int{"rewritten": 1, "batched": 1, "as-exported": 0} {
 		m, _ := reg.Get(name)
 		if st := m.State(); st.Status != StatusReady || st.ResizesRewritten != want {
@@ -84,16 +91,10 @@ models:
 
 // A model whose weights are external data beside it loads and serves.
 func TestExternalDataModelLoads(t *testing.T) {
-	cfg, err := ParseConfig(strings.NewReader(`
+	reg := loadTestModels(t, `
 models:
   - {name: ext, file: external_affine.onnx, intra_op_threads: 1}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := NewRegistry(cfg, Options{ModelsDir: testmodels.Dir(), Runtime: testRuntime})
-	reg.Load()
-	defer reg.Close()
+`)
 	m, _ := reg.Get("ext")
 	if st := m.State(); st.Status != StatusReady {
 		t.Fatalf("ext: %s %s", st.Status, st.Reason)
