@@ -159,11 +159,16 @@ func tensorInfo(v *C.OrtValue) (DType, []int64, unsafe.Pointer, error) {
 	if err := cError(C.ob_tensor_info(v, &typ, &dims[0], C.size_t(len(dims)), &rank, &data)); err != nil {
 		return 0, nil, nil, err
 	}
-	shape := make([]int64, int(rank))
-	for i := range shape {
-		shape[i] = int64(dims[i])
+	return DType(typ), goShape(dims[:rank]), data, nil
+}
+
+// goShape copies dimensions out of C.
+func goShape(dims []C.int64_t) []int64 {
+	shape := make([]int64, len(dims))
+	for i, d := range dims {
+		shape[i] = int64(d)
 	}
-	return DType(typ), shape, data, nil
+	return shape
 }
 
 func (d *DeviceTensor) bytes() int { return outputBytes(d.DType, d.Shape) }

@@ -108,18 +108,24 @@ char *ob_alloc_tensor(OrtAllocator *allocator, const int64_t *shape, size_t rank
 	return status(api->CreateTensorAsOrtValue(allocator, shape, rank, (ONNXTensorElementDataType)type, out));
 }
 
+// type_and_shape reads an element type and up to max_rank dimensions.
+static char *type_and_shape(const OrtTensorTypeAndShapeInfo *info, int *type, int64_t *dims, size_t max_rank, size_t *rank) {
+	ONNXTensorElementDataType t;
+	char *err = status(api->GetTensorElementType(info, &t));
+	if (err == NULL) err = status(api->GetDimensionsCount(info, rank));
+	if (err == NULL && *rank > max_rank) err = message("tensor of too many dimensions%s", "");
+	if (err == NULL) err = status(api->GetDimensions(info, dims, *rank));
+	if (err == NULL) *type = (int)t;
+	return err;
+}
+
 char *ob_tensor_info(OrtValue *value, int *type, int64_t *dims, size_t max_rank, size_t *rank, void **data) {
 	OrtTensorTypeAndShapeInfo *info = NULL;
 	char *err = status(api->GetTensorTypeAndShape(value, &info));
 	if (err != NULL) return err;
-	ONNXTensorElementDataType t;
-	err = status(api->GetTensorElementType(info, &t));
-	if (err == NULL) err = status(api->GetDimensionsCount(info, rank));
-	if (err == NULL && *rank > max_rank) err = message("tensor of too many dimensions%s", "");
-	if (err == NULL) err = status(api->GetDimensions(info, dims, *rank));
+	err = type_and_shape(info, type, dims, max_rank, rank);
 	api->ReleaseTensorTypeAndShapeInfo(info);
 	if (err != NULL) return err;
-	*type = (int)t;
 	return status(api->GetTensorMutableData(value, data));
 }
 
@@ -166,14 +172,7 @@ char *ob_io(OrtSession *session, int output, size_t i, char **name, int *type, i
 	err = status(api->CastTypeInfoToTensorInfo(ti, &info));
 	*type = 0;
 	*rank = 0;
-	if (err == NULL && info != NULL) {
-		ONNXTensorElementDataType t;
-		err = status(api->GetTensorElementType(info, &t));
-		if (err == NULL) err = status(api->GetDimensionsCount(info, rank));
-		if (err == NULL && *rank > max_rank) err = message("tensor of too many dimensions%s", "");
-		if (err == NULL) err = status(api->GetDimensions(info, dims, *rank));
-		if (err == NULL) *type = (int)t;
-	}
+	if (err == NULL && info != NULL) err = type_and_shape(info, type, dims, max_rank, rank);
 	api->ReleaseTypeInfo(ti);
 	return err;
 }

@@ -79,15 +79,20 @@ func (r *Runtime) RewriteResizes(model []byte, dir string) (out []byte, rewritte
 	if r.device.CUDA {
 		return model, 0, ""
 	}
-	edits, err := r.planResizes(model, dir)
-	if err == nil && len(edits) > 0 {
-		out, err = applyResizeEdits(model, edits)
+	graph, err := modelGraphBytes(model)
+	if err != nil {
+		return model, 0, err.Error()
 	}
+	nodes := parseNodes(graph)
+	edits, err := r.planResizes(model, graph, nodes, dir)
 	if err != nil {
 		return model, 0, err.Error()
 	}
 	if len(edits) == 0 {
 		return model, 0, ""
+	}
+	if out, err = applyResizeEdits(model, graph, nodes, edits); err != nil {
+		return model, 0, err.Error()
 	}
 	return out, len(edits), ""
 }
@@ -95,12 +100,7 @@ func (r *Runtime) RewriteResizes(model []byte, dir string) (out []byte, rewritte
 // planResizes finds the candidate nodes and learns the shapes around them
 // from a probe: the model with each candidate's input and output declared
 // as graph outputs, whose shapes ONNX Runtime infers when it loads it.
-func (r *Runtime) planResizes(model []byte, dir string) ([]resizeEdit, error) {
-	graph, err := modelGraphBytes(model)
-	if err != nil {
-		return nil, err
-	}
-	nodes := parseNodes(graph)
+func (r *Runtime) planResizes(model, graph []byte, nodes []onnxNode, dir string) ([]resizeEdit, error) {
 	var cand []int
 	subgraphs := false
 	for i, n := range nodes {
@@ -118,11 +118,9 @@ func (r *Runtime) planResizes(model []byte, dir string) ([]resizeEdit, error) {
 		return nil, errors.New("the graph has subgraphs")
 	}
 	declared := map[string]bool{}
-	forEachField(graph, func(num protowire.Number, v []byte) {
-		if num == graphOutput {
-			declared[stringField(v, valueInfoName)] = true
-		}
-	})
+	for _, name := range graphOutputNames(graph) {
+		declared[name] = true
+	}
 	var probeOutputs []byte
 	for _, i := range cand {
 		for _, name := range []string{nodes[i].inputs[0], nodes[i].outputs[0]} {
@@ -199,12 +197,7 @@ func exactScales(in, out []int64) ([4]float32, bool) {
 // and "half_pixel", adds those constants, and drops every node that no
 // longer reaches a graph output: the sizes arithmetic, and any node the
 // export left dead.
-func applyResizeEdits(model []byte, edits []resizeEdit) ([]byte, error) {
-	graph, err := modelGraphBytes(model)
-	if err != nil {
-		return nil, err
-	}
-	nodes := parseNodes(graph)
+func applyResizeEdits(model, graph []byte, nodes []onnxNode, edits []resizeEdit) ([]byte, error) {
 	const roi = resizeNamespace + "roi"
 	rewired := map[int]bool{}
 	var inits []byte
@@ -281,12 +274,7 @@ func liveNodes(graph []byte, nodes []onnxNode) map[int]bool {
 			}
 		}
 	}
-	var todo []string
-	forEachField(graph, func(num protowire.Number, v []byte) {
-		if num == graphOutput {
-			todo = append(todo, stringField(v, valueInfoName))
-		}
-	})
+	todo := graphOutputNames(graph)
 	live := map[int]bool{}
 	for len(todo) > 0 {
 		name := todo[len(todo)-1]
@@ -359,6 +347,16 @@ func forEachField(msg []byte, f func(num protowire.Number, v []byte)) {
 		}
 		msg = msg[n+m:]
 	}
+}
+
+func graphOutputNames(graph []byte) []string {
+	var names []string
+	forEachField(graph, func(num protowire.Number, v []byte) {
+		if num == graphOutput {
+			names = append(names, stringField(v, valueInfoName))
+		}
+	})
+	return names
 }
 
 func modelGraphBytes(model []byte) ([]byte, error) {

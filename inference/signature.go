@@ -74,10 +74,7 @@ func (r *Runtime) readSignature(model []byte, dir string) (inputs, outputs []Ten
 			if infos[i].DType = DType(typ); infos[i].DType.Size() == 0 {
 				return nil, fmt.Errorf("%s: unsupported element type %d", infos[i].Name, int(typ))
 			}
-			infos[i].Shape = make([]int64, int(rank))
-			for d := range infos[i].Shape {
-				infos[i].Shape[d] = int64(dims[d])
-			}
+			infos[i].Shape = goShape(dims[:rank])
 		}
 		return infos, nil
 	}
